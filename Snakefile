@@ -1,0 +1,20 @@
+# guidance-repro: one DAG for every tier. The tier is chosen by the config file:
+#   snakemake --cores all                       toy tier (config/config.yaml)
+#   snakemake --cores all --directory .test     smoke tier (.test/config/config.yaml)
+#   snakemake --cores all --configfile config/paper/<name>.yaml   paper tier
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.data_all.input,

@@ -1,0 +1,5 @@
+import sys
+
+from guidance_repro.cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""Command-line entry point: ``python -m guidance_repro <command> ...`` (or ``guidance-repro``).
+
+Each stage of the DAG is one command with explicit input and output paths. Commands live beside
+the code they drive; every module listed in ``COMMAND_MODULES`` has a ``register(subparsers)``
+function that adds its commands (each sets ``func`` through ``set_defaults``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from guidance_repro.errors import ReproError
+
+COMMAND_MODULES = [
+    "guidance_repro.data.commands",
+    "guidance_repro.metrics.commands",
+    "guidance_repro.train.commands",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guidance-repro", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ReproError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

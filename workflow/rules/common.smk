@@ -1,0 +1,69 @@
+# Shared helpers of the DAG: config validation, the command prefix, parameter passing, input
+# functions. No rules here (snakemake-workflow-template convention).
+import json
+import os
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def check_config(cfg):
+    """Validate with a one-line message naming the key, then let Snakemake fill the defaults."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(cfg)
+    )
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+        raise WorkflowError(f"config key {key}: {error.message}")
+    validate(cfg, str(SCHEMA))
+
+
+check_config(config)
+
+
+envvars:
+    "PATH",
+
+
+# Rules call the package's console script `guidance-repro`. Put the interpreter running Snakemake
+# first on PATH so that jobs use the same environment even when it is not activated.
+os.environ["PATH"] = os.pathsep.join(
+    [str(Path(sys.executable).parent), os.environ["PATH"]]
+)
+
+
+def as_json(obj):
+    """A config section as one shell-quoted JSON argument."""
+    text = json.dumps(obj, sort_keys=True).replace("'", "'\\''")
+    return f"'{text}'"
+
+
+def fashion_mnist_source(wildcards):
+    """No file input: checks the raw IDX folder so a missing dataset stops the DAG at once."""
+    fm = config["data"]["fashion_mnist"]
+    src = Path(fm["dir"])
+    # Once the verified artifact exists (built here or restored by `dvc pull`), the raw files are
+    # no longer needed.
+    built = Path("results/data/fashion_mnist.npz").is_file()
+    if (
+        not built
+        and not fm["download"]
+        and not (src / "train-images-idx3-ubyte.gz").is_file()
+    ):
+        raise WorkflowError(
+            f"config key data.fashion_mnist.dir: no Fashion-MNIST files in {src} "
+            "(install the Debian package dataset-fashion-mnist, or set download: true and url)"
+        )
+    return []
+
+
+def fashion_mnist_url():
+    fm = config["data"]["fashion_mnist"]
+    return fm["url"] if fm["download"] else ""
