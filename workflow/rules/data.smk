@@ -13,7 +13,7 @@ rule fashion_mnist:
         url=fashion_mnist_url(),
     shell:
         "guidance-repro prepare-fashion-mnist --source {params.src:q}"
-        " --download-url {params.url:q} --out {output} > {log} 2>&1"
+        " --download-url={params.url:q} --out {output} > {log} 2>&1"
 
 
 rule data_all:

@@ -1,0 +1,93 @@
+"""The DAG skeleton: config validation stops a bad run at once with a message naming the key,
+the default config's dry run lists the data rules, and the workflow lints and formats clean."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PYTHON, ROOT
+
+SMOKE_CONFIG = ROOT / ".test" / "config" / "config.yaml"
+
+
+def _snakemake(workdir: Path | None, *args: str) -> subprocess.CompletedProcess:
+    cmd = [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "1", *args]
+    if workdir is not None:
+        cmd += ["--directory", str(workdir)]
+    env = dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+def _workdir_with(tmp_path: Path, edit) -> Path:
+    cfg = yaml.safe_load(SMOKE_CONFIG.read_text())
+    edit(cfg)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp_path
+
+
+def _set(path: str, value):
+    def edit(cfg):
+        *parents, last = path.split(".")
+        node = cfg
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return edit
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("evaluators.classifier.train.lr", -0.1, "config key evaluators.classifier.train.lr:"),
+    ("evaluators.classifier.train.optimizer", "sgdx", "config key evaluators.classifier.train.optimizer:"),
+    ("evaluation.feature_extractor", "vgg", "config key evaluation.feature_extractor:"),
+    ("evaluation.num_sample", 10, "config key evaluation:"),  # a misspelt key is refused, not ignored
+    ("tier", "huge", "config key tier:"),
+])
+def test_bad_config_value_stops_the_run_naming_the_key(tmp_path, key, value, expected):
+    proc = _snakemake(_workdir_with(tmp_path, _set(key, value)), "-n")
+    assert proc.returncode != 0
+    assert expected in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_dataset_stops_the_run_naming_the_key(tmp_path):
+    workdir = _workdir_with(tmp_path, _set("data.fashion_mnist.dir", str(tmp_path / "nowhere")))
+    proc = _snakemake(workdir, "-n")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert f"config key data.fashion_mnist.dir: no Fashion-MNIST files in {tmp_path / 'nowhere'}" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_default_config_dry_run_lists_the_data_rules():
+    proc = _snakemake(None, "-n")
+    assert proc.returncode == 0, proc.stderr
+    assert "fashion_mnist" in proc.stdout
+
+
+def test_schema_fills_defaults(tmp_path):
+    """Keys left out of a config get the schema's defaults (Snakemake's validate)."""
+    from snakemake.utils import validate
+
+    cfg = yaml.safe_load(SMOKE_CONFIG.read_text())
+    validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    assert cfg["evaluation"]["pr_k"] == 3
+    assert cfg["evaluators"]["classifier"]["train"]["optimizer"] == "adamw"
+
+
+def test_workflow_is_snakefmt_formatted():
+    proc = subprocess.run([PYTHON, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_lint_is_clean_except_the_per_rule_environment_finding():
+    proc = subprocess.run([PYTHON, str(ROOT / "tools" / "lint_workflow.py")], cwd=ROOT,
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
