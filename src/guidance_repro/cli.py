@@ -15,7 +15,7 @@ from guidance_repro.errors import ReproError
 
 COMMAND_MODULES = [
     "guidance_repro.data.commands",
-    "guidance_repro.metrics.commands",
+    "guidance_repro.data.export_commands",
     "guidance_repro.train.commands",
 ]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guidance_repro.data import fashion_mnist, samples
+from guidance_repro.data import compositions, fashion_mnist, samples
 from guidance_repro.errors import ReproError
 
 
@@ -27,9 +27,10 @@ def _export(args: argparse.Namespace) -> None:
         images, labels = fashion_mnist.load(args.input).split(args.split)
         captions = None
     else:
-        from guidance_repro.data import compositions  # optional module of the text-to-image slice
-
-        images, labels, captions = compositions.split_as_samples(args.input, args.split)
+        split = compositions.load(args.input, args.split)
+        # The label of a composition is the class of its first item (per-category FID, like
+        # MJHQ's categories); the caption carries the rest.
+        images, labels, captions = split["images"], split["item_class"][:, 0], split["captions"]
     idx = np.arange(len(images))
     if args.limit:
         idx = class_balanced_subset(labels, args.limit, args.seed) if args.dataset == "fashion_mnist" \

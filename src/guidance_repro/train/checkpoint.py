@@ -1,0 +1,78 @@
+"""Reading and writing training checkpoints and model files: plain tensors and Python data only,
+loaded with ``torch.load(weights_only=True)`` so no file can run code when it is opened."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from guidance_repro.errors import ReproError
+from guidance_repro.io import atomic_path
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` under a temporary name, then an atomic rename."""
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
+        torch.save(obj, tmp)
+
+
+def load_model_file(path: str | os.PathLike) -> dict:
+    """Load a ``.pt`` written by the training loop (or any plain-data torch file) on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReproError(f"{path}: model file does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReproError(f"{path}: not a readable plain-data torch file ({first})") from None
+    if not isinstance(obj, dict):
+        raise ReproError(f"{path}: expected a dict at the top level, got {type(obj).__name__}")
+    return obj
+
+
+def load_state_strict(model: nn.Module, state_dict: dict, source: str | os.PathLike) -> None:
+    """``model.load_state_dict(strict=True)`` with one-line errors naming the key and the file."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    if missing:
+        raise ReproError(f"{source}: missing key {missing[0]!r}"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    unexpected = [k for k in state_dict if k not in expected]
+    if unexpected:
+        raise ReproError(f"{source}: unexpected key {unexpected[0]!r}"
+                         + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+    for k, v in expected.items():
+        got = state_dict[k]
+        if not isinstance(got, torch.Tensor):
+            raise ReproError(f"{source}: key {k!r} is a {type(got).__name__}, not a tensor")
+        if tuple(got.shape) != tuple(v.shape):
+            raise ReproError(f"{source}: key {k!r} has shape {tuple(got.shape)}, "
+                             f"the model expects {tuple(v.shape)}")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def check_resume(ckpt: dict, path: Path, task_name: str, model_config: dict,
+                 train_config: dict) -> None:
+    """Refuse to resume from a checkpoint written by a different run (config, task or model)."""
+    # These keys change neither the data order nor the arithmetic, so they may differ on resume.
+    free = {"checkpoint_every", "log_every", "device"}
+    if ckpt.get("task") != task_name:
+        raise ReproError(f"{path}: checkpoint is for task {ckpt.get('task')!r}, not {task_name!r}; "
+                         f"delete it to start over")
+    old = ckpt.get("train_config", {})
+    for k in sorted(set(old) | set(train_config)):
+        if k not in free and old.get(k) != train_config.get(k):
+            raise ReproError(f"{path}: checkpoint was written with train.{k}={old.get(k)!r}, the "
+                             f"config says {train_config.get(k)!r}; delete it to start over")
+    if ckpt.get("model_config") != model_config:
+        old_m, new_m = ckpt.get("model_config") or {}, model_config
+        diff = sorted(k for k in set(old_m) | set(new_m) if old_m.get(k) != new_m.get(k))
+        raise ReproError(f"{path}: checkpoint was written for a different model "
+                         f"(model config key {diff[0] if diff else '?'!r}); delete it to start over")

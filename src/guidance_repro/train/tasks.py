@@ -1,0 +1,44 @@
+"""Registry of training tasks: name -> "module:factory", imported only when asked for.
+
+A factory has the signature ``factory(params: dict, inputs: dict[str, Path]) -> TrainTask``.
+A name containing ':' is taken as "module:factory" directly (used by tests and for experiments
+with a task that is not registered here).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from guidance_repro.errors import ReproError
+from guidance_repro.train.loop import TrainTask
+
+# Each trainer adds one line here, e.g. "cca-llamagen": "guidance_repro.guidance.cca:make_task".
+TASKS: dict[str, str] = {}
+
+
+def resolve(name: str):
+    """The factory callable for a registered name or a "module:factory" string."""
+    target = name if ":" in name else TASKS.get(name)
+    if target is None:
+        known = ", ".join(sorted(TASKS)) or "none registered"
+        raise ReproError(f"--task: unknown task {name!r} (known: {known}; or give module:factory)")
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ReproError(f"--task: cannot import {module_name!r} for task {name!r} ({exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ReproError(f"--task: {module_name!r} has no factory {attr!r} for task {name!r}")
+    return factory
+
+
+def get_task(name: str, params: dict, inputs: dict[str, Path]) -> TrainTask:
+    task = resolve(name)(params, inputs)
+    missing = [m for m in ("build_model", "model_config", "num_examples", "get_batch", "loss")
+               if not callable(getattr(task, m, None))]
+    if missing or not isinstance(getattr(task, "name", None), str):
+        raise ReproError(f"--task {name}: the factory returned an object that is not a TrainTask "
+                         f"(missing {', '.join(missing) or 'name'})")
+    return task
