@@ -10,6 +10,9 @@ min_version("9.20")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 
@@ -18,3 +21,7 @@ rule all:
     default_target: True
     input:
         rules.data_all.input,
+
+
+onsuccess:
+    write_run_record()

@@ -16,7 +16,9 @@ from guidance_repro.errors import ReproError
 COMMAND_MODULES = [
     "guidance_repro.data.commands",
     "guidance_repro.data.export_commands",
+    "guidance_repro.metrics.commands",
     "guidance_repro.train.commands",
+    "guidance_repro.report.run_record",
 ]
 
 

@@ -67,3 +67,12 @@ def fashion_mnist_source(wildcards):
 def fashion_mnist_url():
     fm = config["data"]["fashion_mnist"]
     return fm["url"] if fm["download"] else ""
+
+
+def write_run_record():
+    """Leave config, package versions, git commit and hardware beside the results."""
+    from guidance_repro.io import write_json
+    from guidance_repro.report.run_record import record
+
+    if Path("results").is_dir():
+        write_json("results/run_record.json", record(config))
