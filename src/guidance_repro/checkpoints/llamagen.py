@@ -1,0 +1,157 @@
+"""Strict loaders for the official LlamaGen files (key layouts from cca.md §4.1).
+
+- ``c2i_{B,L,XL,XXL,3B}_384.pt`` (and the CCA releases ``c2i_*_384_CCA_0005000.pt``): the GPT state
+  dict under ``['model']`` (B/L/XL) or at the top level (XXL/3B, FSDP); a stray ``freqs_cis`` entry
+  is dropped. Our ``models.llamagen.GPT`` uses the official module names, so the state dict loads
+  as is (no key mapping) — every key and shape is checked first, and a mismatch names the key.
+- ``vq_ds16_c2i.pt``: the VQ-16 tokenizer (``['model']``): the documented keys and shapes
+  (codebook 16384 x 8, quant convs, ``codebook_used`` buffer) and the encoder/decoder tensor
+  counts (144 / 194, 344 in all) are checked; the tokenizer's conv stack itself is not
+  re-implemented here (see :func:`check_official_vq`).
+
+Files are opened with ``torch.load(weights_only=True)``: they hold plain tensors.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from guidance_repro.errors import ReproError
+from guidance_repro.models.llamagen import GPT, GPTConfig, SIZES, rope_2d
+
+PAPER_SIZES = ("B", "L", "XL", "XXL", "3B")
+
+
+def read_torch_file(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ReproError(f"{path}: checkpoint file does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ReproError(f"{path}: not a plain-tensor torch file ({first})") from None
+    if not isinstance(obj, dict):
+        raise ReproError(f"{path}: expected a dict, got {type(obj).__name__}")
+    return obj
+
+
+def unwrap_state_dict(obj: dict, source) -> dict:
+    """``obj['model']`` if present (B/L/XL), else ``obj`` itself (XXL/3B raw state dicts)."""
+    sd = obj["model"] if "model" in obj else obj
+    if not isinstance(sd, dict):
+        raise ReproError(f"{source}: 'model' is a {type(sd).__name__}, not a state dict")
+    return sd
+
+
+def check_layout(expected: dict[str, tuple], sd: dict, source) -> None:
+    """Exact key set and shapes; the first mismatch raises a ReproError naming the key."""
+    missing = [k for k in expected if k not in sd]
+    if missing:
+        raise ReproError(f"{source}: missing key {missing[0]!r}"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    unexpected = [k for k in sd if k not in expected]
+    if unexpected:
+        raise ReproError(f"{source}: unexpected key {unexpected[0]!r}"
+                         + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+    for k, shape in expected.items():
+        v = sd[k]
+        if not isinstance(v, torch.Tensor):
+            raise ReproError(f"{source}: key {k!r} is a {type(v).__name__}, not a tensor")
+        if tuple(v.shape) != tuple(shape):
+            raise ReproError(f"{source}: key {k!r} has shape {tuple(v.shape)}, expected {tuple(shape)}")
+
+
+def official_gpt_config(size: str, image_size: int = 384, **overrides) -> GPTConfig:
+    """The official c2i GPT config; ``image_size`` sets the grid (384 -> 24x24, 256 -> 16x16)."""
+    if size not in PAPER_SIZES:
+        raise ReproError(f"model.size: unknown LlamaGen size {size!r} (known: {', '.join(PAPER_SIZES)})")
+    if image_size % 16:
+        raise ReproError(f"model.image_size: {image_size} is not a multiple of 16 (VQ-16 tokenizer)")
+    return GPTConfig.from_dict({"size": size, "grid": image_size // 16, **overrides})
+
+
+def gpt_layout(cfg: GPTConfig) -> dict[str, tuple]:
+    """Key -> shape of our GPT for ``cfg`` (built on the meta device: no memory, no init)."""
+    with torch.device("meta"):
+        model = GPT(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def load_official_gpt(path: str | os.PathLike | None = None, size: str = "B", image_size: int = 384,
+                      state_dict: dict | None = None, **overrides) -> GPT:
+    """Strictly load an official LlamaGen c2i GPT (file at ``path`` or an in-memory dict)."""
+    cfg = official_gpt_config(size, image_size, **overrides)
+    source = path if path is not None else "state dict"
+    obj = read_torch_file(path) if state_dict is None else state_dict
+    sd = dict(unwrap_state_dict(obj, source))
+    sd.pop("freqs_cis", None)  # a plain attribute in the official model; popped as LlamaGen does
+    check_layout(gpt_layout(cfg), sd, source)
+    with torch.device("meta"):
+        model = GPT(cfg)
+    model.load_state_dict(sd, strict=True, assign=True)
+    model.freqs_cis = rope_2d(cfg.grid, cfg.dim // cfg.n_head, cfg.rope_base, cfg.prefix_rope)
+    return model.eval()
+
+
+# --- VQ-16 tokenizer ------------------------------------------------------------------------------
+VQ16_DOCUMENTED = {
+    "quantize.embedding.weight": (16384, 8),
+    "quantize.codebook_used": (65536,),
+    "quant_conv.weight": (8, 256, 1, 1),
+    "quant_conv.bias": (8,),
+    "post_quant_conv.weight": (256, 8, 1, 1),
+    "post_quant_conv.bias": (256,),
+}
+VQ16_COUNTS = {"encoder.": 144, "decoder.": 194}
+VQ16_TENSORS = 344
+
+
+def check_official_vq(path: str | os.PathLike | None = None, state_dict: dict | None = None) -> dict:
+    """Check ``vq_ds16_c2i.pt`` against its documented layout and return the state dict.
+
+    Checked: the ``['model']`` container, the six documented keys with their shapes, 144
+    ``encoder.*`` and 194 ``decoder.*`` tensors, 344 tensors in all, nothing else. The encoder and
+    decoder convolution stacks (ch 128, ch_mult [1,1,2,2,4], z 256) are not re-implemented: the
+    paper tier tokenises with LlamaGen's own code; this check guards the file it is given.
+    """
+    source = path if path is not None else "state dict"
+    obj = read_torch_file(path) if state_dict is None else state_dict
+    if "model" not in obj:
+        raise ReproError(f"{source}: the VQ tokenizer file must hold its state dict under 'model'")
+    sd = obj["model"]
+    if not isinstance(sd, dict):
+        raise ReproError(f"{source}: 'model' is a {type(sd).__name__}, not a state dict")
+    for k, shape in VQ16_DOCUMENTED.items():
+        if k not in sd:
+            raise ReproError(f"{source}: missing key {k!r}")
+        if not isinstance(sd[k], torch.Tensor) or tuple(sd[k].shape) != shape:
+            got = tuple(sd[k].shape) if isinstance(sd[k], torch.Tensor) else type(sd[k]).__name__
+            raise ReproError(f"{source}: key {k!r} has shape {got}, expected {shape}")
+    for prefix, n in VQ16_COUNTS.items():
+        got = sum(k.startswith(prefix) for k in sd)
+        if got != n:
+            raise ReproError(f"{source}: {got} '{prefix}*' tensors, the VQ-16 layout has {n}")
+    other = [k for k in sd if k not in VQ16_DOCUMENTED and not k.startswith(tuple(VQ16_COUNTS))]
+    if other:
+        raise ReproError(f"{source}: unexpected key {other[0]!r}")
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ReproError(f"{source}: key {bad[0]!r} is not a tensor")
+    if len(sd) != VQ16_TENSORS:  # implied by the counts above; kept as the documented total
+        raise ReproError(f"{source}: {len(sd)} tensors, the VQ-16 layout has {VQ16_TENSORS}")
+    return sd
+
+
+def codebook(sd: dict) -> torch.Tensor:
+    """The L2-normalised VQ-16 codebook (16384, 8), as the quantizer compares codes."""
+    return torch.nn.functional.normalize(sd["quantize.embedding.weight"].float(), dim=-1)
+
+
+__all__ = ["load_official_gpt", "official_gpt_config", "gpt_layout", "check_official_vq",
+           "check_layout", "SIZES"]

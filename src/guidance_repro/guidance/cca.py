@@ -1,0 +1,189 @@
+"""Condition Contrastive Alignment (Chen et al., ICLR 2025): the loss, its baselines, and the
+LlamaGen fine-tuning task. The loss functions are shared by every model family (LlamaGen, VAR,
+STAR): they only see per-sequence log-likelihoods.
+
+Code form of the loss (cca.md §1.1, the official default path with uncond_ratio > 0):
+
+    gap±_i = log p_θ(x_i | c±_i) − log p_φ(x_i | c±_i)      (c⁺ true label, c⁻ rolled label)
+    m_i    = sample i was masked to the null class, or c⁻_i = c_i
+    (w_i, s_i) = (1, +1) if m_i else (λ, −1)
+    loss   = [−mean logσ(β·gap⁺) − mean w·logσ(s·β·gap⁻)] / max(λ, 1)
+
+So masked and same-label "negatives" are pushed up like positives, true negatives get weight λ, and
+the division by max(λ, 1) makes true negatives weigh ≈ 1 and positives ≈ 1/λ.
+
+β across sequence lengths (``beta_mode``): the paper's β = 0.02 multiplies a log-ratio summed over
+576 (LlamaGen-384) or 680 (VAR) tokens; at 49 tokens the same β collapses training
+(toy-scale-notes.md). ``beta_mode="sequence"`` (default, the paper) uses β as given;
+``beta_mode="per_token"`` uses β_eff = β / num_tokens, i.e. β multiplies the *mean* per-token
+log-ratio, whose scale does not grow with the sequence length (the paper's setting is
+β_per_token = 0.02 · 576 = 11.5 for LlamaGen-384). The β actually applied is reported as beta_eff.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from guidance_repro.errors import ReproError
+
+METHODS = ("cca", "dpo", "unlearning")
+BETA_MODES = ("sequence", "per_token")
+
+
+def effective_beta(beta: float, mode: str, num_tokens: int) -> float:
+    if mode not in BETA_MODES:
+        raise ReproError(f"params.beta_mode: must be one of {', '.join(BETA_MODES)}, got {mode!r}")
+    return beta / num_tokens if mode == "per_token" else beta
+
+
+def negative_weights(masked: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w, s) per sample: (1, +1) where ``masked`` (treated as positive), else (λ, −1)."""
+    masked = masked.bool()
+    w = torch.where(masked, torch.ones_like(masked, dtype=torch.float32), torch.full_like(masked, lam, dtype=torch.float32))
+    s = torch.where(masked, 1.0, -1.0).to(torch.float32)
+    return w, s
+
+
+def cca_loss(gap_pos: torch.Tensor, gap_neg: torch.Tensor, masked: torch.Tensor,
+             beta: float, lam: float) -> torch.Tensor:
+    """The official code form (module docstring); gaps are policy minus reference log-likelihoods."""
+    w, s = negative_weights(masked, lam)
+    w, s = w.to(gap_neg.device), s.to(gap_neg.device)
+    pos = -F.logsigmoid(beta * gap_pos).mean()
+    neg = -(w * F.logsigmoid(s * beta * gap_neg)).mean()
+    return (pos + neg) / max(lam, 1.0)
+
+
+def dpo_loss(gap_pos: torch.Tensor, gap_neg: torch.Tensor, beta: float) -> torch.Tensor:
+    """DPO baseline (cca.md §1.4): −logσ(β·(gap⁺ − gap⁻)), averaged."""
+    return -F.logsigmoid(beta * (gap_pos - gap_neg)).mean()
+
+
+def unlearning_loss(gap_pos: torch.Tensor, gap_neg: torch.Tensor, masked: torch.Tensor,
+                    lam: float) -> torch.Tensor:
+    """Unlearning baseline (cca.md §1.4): [−mean gap⁺ − mean w·s·gap⁻] / max(λ, 1), no sigmoid."""
+    w, s = negative_weights(masked, lam)
+    w, s = w.to(gap_neg.device), s.to(gap_neg.device)
+    return (-gap_pos.mean() - (w * s * gap_neg).mean()) / max(lam, 1.0)
+
+
+def alignment_loss(method: str, gap_pos, gap_neg, masked, beta: float, lam: float) -> torch.Tensor:
+    if method == "cca":
+        return cca_loss(gap_pos, gap_neg, masked, beta, lam)
+    if method == "dpo":
+        return dpo_loss(gap_pos, gap_neg, beta)
+    if method == "unlearning":  # lower case on purpose: the official argparse/code mismatch (§1.4)
+        return unlearning_loss(gap_pos, gap_neg, masked, lam)
+    raise ReproError(f"params.method: must be one of {', '.join(METHODS)}, got {method!r}")
+
+
+def make_negatives(labels: torch.Tensor, null_class: int, uncond_ratio: float,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(c⁺, c⁻, m): c⁻ = labels rolled by −1 within the micro-batch; with probability uncond_ratio
+    a sample has both c⁺ and c⁻ set to the null class; m marks masked or same-label samples."""
+    neg = torch.roll(labels, shifts=-1, dims=0)
+    dev = labels.device if generator is None else "cpu"
+    uncond = (torch.rand(labels.shape, generator=generator, device=dev) < uncond_ratio).to(labels.device)
+    null = torch.full_like(labels, null_class)
+    pos, neg = torch.where(uncond, null, labels), torch.where(uncond, null, neg)
+    return pos, neg, uncond | (neg == pos)
+
+
+class LlamaGenCCATask:
+    """TrainTask ``llamagen-cca``: fine-tune a pretrained GPT with CCA (or DPO / unlearning).
+
+    params: ``beta`` (0.02), ``beta_mode`` (sequence | per_token), ``lam`` (1000), ``uncond_ratio``
+    (0.1; the README value, pass it explicitly), ``method`` (cca | dpo | unlearning),
+    ``class_dropout`` (1e-5, the model's own label dropout during fine-tuning, as the official
+    DDP script), ``dropout`` (keep | off: keep the model's token/resid/ffn dropout, official
+    ``--keep_dropout``). Random draws use the global torch RNG (the loop reseeds it per step/rank).
+    inputs: ``pretrained`` (a llamagen-pretrain model file) and the codes (models.llamagen.load_codes).
+    The optimiser (AdamW 0.9/0.95, wd 0.05, lr 1e-5 constant, grad clip 1.0) is the loop's config.
+    """
+
+    name = "llamagen-cca"
+
+    def __init__(self, params: dict, inputs: dict):
+        from guidance_repro.models.llamagen import GPT, GPTConfig, check_codes, load_codes, load_gpt
+        p = dict(params)
+        self.beta = float(p.pop("beta", 0.02))
+        self.beta_mode = str(p.pop("beta_mode", "sequence"))
+        self.lam = float(p.pop("lam", 1000.0))
+        self.uncond_ratio = float(p.pop("uncond_ratio", 0.1))
+        self.method = str(p.pop("method", "cca"))
+        self.class_dropout = float(p.pop("class_dropout", 1e-5))
+        self.dropout = str(p.pop("dropout", "keep"))
+        if p:
+            raise ReproError(f"params.{sorted(p)[0]}: unknown {self.name} parameter")
+        if self.method not in METHODS:
+            raise ReproError(f"params.method: must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.dropout not in ("keep", "off"):
+            raise ReproError(f"params.dropout: must be 'keep' or 'off', got {self.dropout!r}")
+        if not self.beta > 0 or self.lam < 0 or not 0 <= self.uncond_ratio <= 1:
+            raise ReproError("params.beta/lam/uncond_ratio: need beta > 0, lam >= 0, 0 <= uncond_ratio <= 1")
+        if "pretrained" not in inputs:
+            raise ReproError("inputs.pretrained: the llamagen-cca task needs a pretrained GPT model file")
+        base = load_gpt(inputs["pretrained"])
+        cfg = base.cfg.to_dict()
+        cfg["class_dropout"] = self.class_dropout
+        if self.dropout == "off":
+            cfg.update(token_dropout=0.0, resid_dropout=0.0, ffn_dropout=0.0)
+        self.cfg = GPTConfig.from_dict(cfg)
+        self.reference = GPT(self.cfg)  # the frozen copy p_phi; the policy starts from its weights
+        self.reference.load_state_dict(base.state_dict(), strict=True)
+        del base
+        self.reference.requires_grad_(False)
+        self.reference.train()  # dropout active in the reference too, as the official script
+        self.beta_eff = effective_beta(self.beta, self.beta_mode, self.cfg.seq_len)
+        self.codes, self.labels = load_codes(inputs)
+        check_codes(self.codes, self.labels, self.cfg)
+
+    def _fresh(self) -> nn.Module:
+        from guidance_repro.models.llamagen import GPT
+        m = GPT(self.cfg)
+        m.load_state_dict({k: v.detach().cpu().clone() for k, v in self.reference.state_dict().items()}, strict=True)
+        return m
+
+    def build_model(self) -> nn.Module:
+        return self._fresh()
+
+    def model_config(self) -> dict:
+        return self.cfg.to_dict()
+
+    def num_examples(self) -> int:
+        return len(self.codes)
+
+    def get_batch(self, indices: np.ndarray):
+        return {"codes": torch.from_numpy(self.codes[indices]), "labels": torch.from_numpy(self.labels[indices])}
+
+    def on_device(self, device) -> None:
+        self.reference.to(device)
+
+    def param_groups(self, model: nn.Module, wd: float) -> list[dict]:
+        decay = [p for p in model.parameters() if p.ndim >= 2]  # official: wd on >= 2-D params
+        other = [p for p in model.parameters() if p.ndim < 2]
+        return [{"params": decay, "weight_decay": wd}, {"params": other, "weight_decay": 0.0}]
+
+    def loss(self, model, batch, step):
+        from guidance_repro.models.llamagen import sequence_logp, unwrap
+        dev = next(model.parameters()).device
+        codes, labels = batch["codes"].to(dev), batch["labels"].to(dev)
+        pos, neg, masked = make_negatives(labels, self.cfg.num_classes, self.uncond_ratio)
+        x2, c2 = torch.cat([codes, codes]), torch.cat([pos, neg])  # [pos; neg] in one batch
+        c2 = unwrap(model).drop_labels(c2)
+        logp = sequence_logp(model, x2, c2)
+        self.reference.train()
+        with torch.no_grad():
+            ref = sequence_logp(self.reference, x2, c2)
+        gap = logp - ref
+        B = len(codes)
+        loss = alignment_loss(self.method, gap[:B], gap[B:], masked, self.beta_eff, self.lam)
+        return loss, {"gap_pos": gap[:B].mean().item(), "gap_neg": gap[B:].mean().item(),
+                      "masked": masked.float().mean().item(), "beta_eff": self.beta_eff}
+
+
+def make_llamagen_cca_task(params: dict, inputs: dict) -> LlamaGenCCATask:
+    return LlamaGenCCATask(params, inputs)

@@ -1,0 +1,134 @@
+"""Next-token sampling for LlamaGen-style GPTs: KV cache, temperature, top-k, top-p, CFG.
+
+One code path for every guidance method: ``Guidance(method="cfg")`` doubles the batch as
+[cond; uncond] (uncond = the null class) and combines logits with ``guidance.cfg`` before
+temperature and truncation, as LlamaGen does; ``none`` (also how a CCA model is sampled) runs the
+batch once. ``use_cache=False`` recomputes the whole prefix at every step (for the equality test
+and the speed benchmark); with the same seed both paths draw the same tokens.
+
+Randomness: one ``torch.Generator`` (CPU) seeded per call draws a uniform number per image and
+step, and tokens are drawn by inverse CDF, so the draws do not depend on the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from guidance_repro.errors import ReproError
+from guidance_repro.guidance.cfg import Guidance, split_and_combine
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    temperature: float = 1.0
+    top_k: int = 0        # 0 = off
+    top_p: float = 1.0    # 1.0 = off
+    batch_size: int = 500
+    use_cache: bool = True
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ReproError(f"sampler.temperature: must be > 0, got {self.temperature!r}")
+        if self.top_k < 0:
+            raise ReproError(f"sampler.top_k: must be >= 0, got {self.top_k!r}")
+        if not 0 < self.top_p <= 1:
+            raise ReproError(f"sampler.top_p: must be in (0, 1], got {self.top_p!r}")
+        if self.batch_size < 1:
+            raise ReproError(f"sampler.batch_size: must be >= 1, got {self.batch_size!r}")
+
+
+def top_k_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits per row (ties at the k-th value are kept); others -> -inf."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_mask(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus: keep the smallest set of largest-probability tokens whose mass reaches p."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = probs.cumsum(-1) - probs  # mass of the strictly more likely tokens
+    drop_sorted = mass_before >= p          # the top token always stays (mass_before = 0 < p)
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def draw(logits: torch.Tensor, cfg: SamplerConfig, u: torch.Tensor) -> torch.Tensor:
+    """Tokens (B,) from logits (B, V): temperature, top-k, top-p, then inverse CDF at u (B,)."""
+    logits = top_p_mask(top_k_mask(logits / cfg.temperature, cfg.top_k), cfg.top_p)
+    cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)
+    idx = torch.searchsorted(cdf, (u.double() * cdf[:, -1]).unsqueeze(-1).to(cdf.device))
+    return idx.squeeze(-1).clamp_(max=logits.shape[-1] - 1)
+
+
+@torch.no_grad()
+def sample_batch(model, labels: torch.Tensor, guidance: Guidance, cfg: SamplerConfig,
+                 generator: torch.Generator, return_logits: bool = False):
+    """Codes (B, N) for labels (B,); with ``return_logits`` also the guided logits (B, N, V)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    labels = labels.to(dev)
+    B, N = len(labels), model.cfg.seq_len
+    if guidance.doubled:
+        labels = torch.cat([labels, torch.full_like(labels, model.null_class)])
+    uniforms = torch.rand(B, N, generator=generator)  # drawn up front: independent of the path
+    codes = torch.zeros(B, N, dtype=torch.long, device=dev)
+    all_logits = []
+    if cfg.use_cache:
+        model.setup_cache(len(labels), device=dev, dtype=next(model.parameters()).dtype)
+    try:
+        for t in range(N):
+            prev = codes[:, t - 1] if t > 0 else None
+            if guidance.doubled and prev is not None:
+                prev = torch.cat([prev, prev])
+            if cfg.use_cache:
+                logits = model.step(labels, prev, t)
+            else:  # recompute everything: feed codes[:, :t] plus a dummy slot for position t
+                seq = codes[:, :t + 1]
+                if guidance.doubled:
+                    seq = torch.cat([seq, seq])
+                logits = model(seq, labels)[:, -1]
+            if guidance.doubled:
+                logits = split_and_combine(logits, guidance.scale)
+            codes[:, t] = draw(logits, cfg, uniforms[:, t])
+            if return_logits:
+                all_logits.append(logits)
+    finally:
+        model.clear_cache()
+    return (codes, torch.stack(all_logits, 1)) if return_logits else codes
+
+
+def class_balanced_labels(n: int, num_classes: int, seed: int) -> np.ndarray:
+    """n labels, each class n // num_classes or one more times, in a seeded random order."""
+    labels = np.arange(n) % num_classes
+    return np.random.default_rng(seed).permutation(labels).astype(np.int64)
+
+
+def sample_codes(model, labels: np.ndarray, guidance: Guidance, cfg: SamplerConfig, seed: int,
+                 progress: bool = True) -> np.ndarray:
+    """Codes (n, N) int64 for ``labels``, in batches, from one seeded generator."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= model.cfg.num_classes):
+        raise ReproError(f"labels outside 0..{model.cfg.num_classes - 1}")
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in tqdm(range(0, len(labels), cfg.batch_size), desc="sample", disable=not progress):
+        out.append(sample_batch(model, torch.from_numpy(labels[i:i + cfg.batch_size]), guidance, cfg, g).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.cfg.seq_len), np.int64)
+
+
+def sample_images(model, tokenizer, n: int, guidance: Guidance, cfg: SamplerConfig, seed: int,
+                  progress: bool = True) -> dict[str, np.ndarray]:
+    """Class-balanced samples decoded by the VQ tokenizer: the samples-file arrays
+    {'images': uint8 (n, H, W, C), 'labels': int64 (n,)}."""
+    labels = class_balanced_labels(n, model.cfg.num_classes, seed)
+    codes = sample_codes(model, labels, guidance, cfg, seed, progress)
+    return {"images": tokenizer.decode(codes), "labels": labels}

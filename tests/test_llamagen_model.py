@@ -1,0 +1,134 @@
+"""LlamaGen-style GPT: 2-D RoPE conventions, shapes, causality, sizes, the pretraining task."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from guidance_repro.errors import ReproError
+from guidance_repro.models.llamagen import (GPT, GPTConfig, PretrainTask, apply_rope, num_params,
+                                            rope_2d, sequence_logp)
+
+TINY = dict(vocab_size=32, grid=4, num_classes=5, dim=32, n_layer=2, n_head=2, multiple_of=16)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread avoids OpenMP spin-waiting on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def test_rope_cache_layout():
+    grid, hd = 5, 16
+    cache = rope_2d(grid, hd)
+    assert cache.shape == (1 + grid * grid, hd // 2, 2)
+    assert torch.count_nonzero(cache[0]) == 0  # official class row: all zeros
+    ident = rope_2d(grid, hd, prefix="identity")[0]
+    assert torch.equal(ident[:, 0], torch.ones(hd // 2)) and torch.count_nonzero(ident[:, 1]) == 0
+    q = hd // 4
+    freqs = [1.0 / 10000 ** (2 * j / (hd // 2)) for j in range(q)]
+    for k in range(grid * grid):
+        r, c = divmod(k, grid)  # row-major
+        for j in range(q):  # first half of the pairs: row angle; second half: column angle
+            assert cache[1 + k, j, 0].item() == pytest.approx(math.cos(r * freqs[j]), abs=1e-6)
+            assert cache[1 + k, j, 1].item() == pytest.approx(math.sin(r * freqs[j]), abs=1e-6)
+            assert cache[1 + k, q + j, 0].item() == pytest.approx(math.cos(c * freqs[j]), abs=1e-6)
+            assert cache[1 + k, q + j, 1].item() == pytest.approx(math.sin(c * freqs[j]), abs=1e-6)
+
+
+def test_apply_rope_rotates_interleaved_pairs():
+    grid, hd = 3, 8
+    cache = rope_2d(grid, hd)
+    x = torch.randn(1, 1 + grid * grid, 1, hd)
+    y = apply_rope(x, cache)
+    assert torch.count_nonzero(y[0, 0]) == 0  # class position zeroed (official cache)
+    k, pair = 5, 3  # token 5 = (row 1, col 2); pair 3 is in the column half: dims (6, 7)
+    ang = math.atan2(cache[1 + k, pair, 1], cache[1 + k, pair, 0])
+    a, b = x[0, 1 + k, 0, 6].item(), x[0, 1 + k, 0, 7].item()
+    assert y[0, 1 + k, 0, 6].item() == pytest.approx(a * math.cos(ang) - b * math.sin(ang), abs=1e-5)
+    assert y[0, 1 + k, 0, 7].item() == pytest.approx(b * math.cos(ang) + a * math.sin(ang), abs=1e-5)
+    assert torch.allclose(y.norm(dim=-1)[0, 1:], x.norm(dim=-1)[0, 1:], atol=1e-5)  # a rotation
+    keep = apply_rope(x, rope_2d(grid, hd, prefix="identity"))
+    assert torch.equal(keep[0, 0], x[0, 0])  # "identity": the class position passes unchanged
+
+
+def test_rope_relative_position_property():
+    grid, hd = 6, 16
+    cache = rope_2d(grid, hd)
+    q, k = torch.randn(hd), torch.randn(hd)
+
+    def score(p1, p2):
+        i1, i2 = 1 + p1[0] * grid + p1[1], 1 + p2[0] * grid + p2[1]
+        rq = apply_rope(q.view(1, 1, 1, hd), cache[i1:i1 + 1])
+        rk = apply_rope(k.view(1, 1, 1, hd), cache[i2:i2 + 1])
+        return (rq * rk).sum().item()
+
+    # same (drow, dcol) -> same score; different offsets -> different scores
+    assert score((1, 2), (0, 1)) == pytest.approx(score((4, 5), (3, 4)), abs=1e-4)
+    assert score((2, 0), (2, 3)) == pytest.approx(score((5, 1), (5, 4)), abs=1e-4)
+    assert abs(score((1, 2), (0, 1)) - score((1, 2), (1, 1))) > 1e-3
+
+
+def test_forward_shapes_and_causality():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**TINY)).eval()
+    codes = torch.randint(0, 32, (3, 16))
+    labels = torch.tensor([0, 4, 5])  # 5 = null class
+    logits = model(codes, labels)
+    assert logits.shape == (3, 16, 32)
+    changed = codes.clone()
+    changed[:, 9] = (changed[:, 9] + 1) % 32
+    out2 = model(changed, labels)
+    # logits at position t depend on codes < t only
+    assert torch.allclose(logits[:, :10], out2[:, :10], atol=1e-6)
+    assert not torch.allclose(logits[:, 10:], out2[:, 10:], atol=1e-6)
+    lp = sequence_logp(model, codes, labels)
+    manual = torch.log_softmax(logits, -1).gather(-1, codes[..., None]).squeeze(-1).sum(-1)
+    assert torch.allclose(lp, manual, atol=1e-5)
+
+
+def test_sizes_and_config_errors():
+    with torch.device("meta"):
+        assert 0.4e6 < num_params(GPT(GPTConfig.from_dict({"size": "toy-S"}))) < 0.6e6
+        assert 1.8e6 < num_params(GPT(GPTConfig.from_dict({"size": "toy-M"}))) < 2.6e6
+    with pytest.raises(ReproError, match="model.size"):
+        GPTConfig.from_dict({"size": "huge"})
+    with pytest.raises(ReproError, match="model.bogus"):
+        GPTConfig.from_dict({"bogus": 1})
+    with pytest.raises(ReproError, match="n_head"):
+        GPTConfig.from_dict({"dim": 30, "n_head": 5})
+
+
+def test_class_dropout_only_in_training():
+    model = GPT(GPTConfig(**{**TINY, "class_dropout": 0.5}))
+    labels = torch.zeros(2000, dtype=torch.long)
+    frac = (model.train().drop_labels(labels) == 5).float().mean().item()
+    assert 0.45 < frac < 0.55
+    assert torch.equal(model.eval().drop_labels(labels), labels)
+
+
+def test_pretrain_task_loss(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "codes.npz"
+    np.savez(path, codes=rng.integers(0, 32, (20, 4, 4)), labels=rng.integers(0, 5, 20))
+    task = PretrainTask({"model": TINY}, {"codes": path})
+    assert task.num_examples() == 20
+    model = task.build_model()
+    loss, stats = task.loss(model, task.get_batch(np.arange(8)), 0)
+    assert loss.item() == pytest.approx(math.log(32), rel=0.1)  # near uniform at init
+    loss.backward()
+    assert model.output.weight.grad is not None
+    groups = task.param_groups(model, 0.05)
+    assert all(p.ndim >= 2 for p in groups[0]["params"]) and all(p.ndim < 2 for p in groups[1]["params"])
+    with pytest.raises(ReproError, match="grid"):
+        PretrainTask({"model": {**TINY, "grid": 5}}, {"codes": path})
+    with pytest.raises(ReproError, match="vocab_size"):
+        PretrainTask({"model": {**TINY, "vocab_size": 8}}, {"codes": path})
+    with pytest.raises(ReproError, match="inputs"):
+        PretrainTask({"model": TINY}, {})
