@@ -15,12 +15,14 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/evaluators.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.data_all.input,
+        rules.evaluators_all.input,
 
 
 onsuccess:

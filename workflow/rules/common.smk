@@ -76,3 +76,34 @@ def write_run_record():
 
     if Path("results").is_dir():
         write_json("results/run_record.json", record(config))
+
+
+def train_launcher(section):
+    """`guidance-repro train`, or the same under torchrun when the section asks for processes."""
+    nproc = section["train"].get("nproc", 1)
+    if nproc == 1:
+        return "guidance-repro train"
+    return f"torchrun --standalone --nproc_per_node={nproc} -m guidance_repro train"
+
+
+def train_params(section, **extra):
+    """The --params JSON of a trainer: its section (less the launcher-only `nproc`) + extras."""
+    params = {k: v for k, v in section.items()}
+    params["train"] = {k: v for k, v in section["train"].items() if k != "nproc"}
+    params.update(extra)
+    return as_json(params)
+
+
+def evaluator_data(wildcards):
+    """The held-out data an evaluator's quality is measured on."""
+    if wildcards.name == "classifier":
+        return "results/data/fashion_mnist.npz"
+    return "results/data/compositions.npz"
+
+
+def evaluator_kind(wildcards):
+    return {
+        "classifier": "classifier",
+        "composition": "composition",
+        "judge_clip": "judge",
+    }[wildcards.name]

@@ -15,6 +15,9 @@ from guidance_repro.train.loop import TrainTask
 
 # Each trainer adds one line here, e.g. "cca-llamagen": "guidance_repro.guidance.cca:make_task".
 TASKS: dict[str, str] = {}
+TASKS["fmnist-classifier"] = "guidance_repro.metrics.toy_evaluators:make_classifier_task"
+TASKS["composition-evaluator"] = "guidance_repro.metrics.toy_composition:make_composition_task"
+TASKS["judge-clip"] = "guidance_repro.metrics.toy_clip:make_judge_task"
 TASKS["vq-tokenizer"] = "guidance_repro.models.vq:make_vq_task"
 TASKS["llamagen-pretrain"] = "guidance_repro.models.llamagen:make_pretrain_task"
 TASKS["llamagen-cca"] = "guidance_repro.guidance.cca:make_llamagen_cca_task"

@@ -1,0 +1,113 @@
+# Evaluators of the toy tier, trained in the DAG with the shared loop on data no generator trains
+# on, their quality on held-out data, and the reference statistics every experiment's metrics are
+# computed against.
+
+
+rule train_classifier:
+    input:
+        data="results/data/fashion_mnist.npz",
+    output:
+        "results/evaluators/classifier.pt",
+    log:
+        "results/logs/evaluators/classifier.log",
+    threads: workflow.cores
+    params:
+        run=train_launcher(config["evaluators"]["classifier"]),
+        p=train_params(config["evaluators"]["classifier"]),
+    shell:
+        "{params.run} --task fmnist-classifier --params {params.p}"
+        " --input data={input.data} --out {output} > {log} 2>&1"
+
+
+rule train_composition_evaluator:
+    input:
+        data="results/data/compositions.npz",
+    output:
+        "results/evaluators/composition.pt",
+    log:
+        "results/logs/evaluators/composition.log",
+    threads: workflow.cores
+    params:
+        run=train_launcher(config["evaluators"]["composition"]),
+        p=train_params(config["evaluators"]["composition"]),
+    shell:
+        "{params.run} --task composition-evaluator --params {params.p}"
+        " --input data={input.data} --out {output} > {log} 2>&1"
+
+
+rule train_judge_clip:
+    input:
+        data="results/data/compositions.npz",
+    output:
+        "results/evaluators/judge_clip.pt",
+    log:
+        "results/logs/evaluators/judge_clip.log",
+    threads: workflow.cores
+    params:
+        run=train_launcher(config["evaluators"]["judge_clip"]),
+        p=train_params(config["evaluators"]["judge_clip"]),
+    shell:
+        "{params.run} --task judge-clip --params {params.p}"
+        " --input data={input.data} --out {output} > {log} 2>&1"
+
+
+rule evaluator_quality:
+    input:
+        model="results/evaluators/{name}.pt",
+        data=evaluator_data,
+    output:
+        "results/evaluators/{name}_quality.json",
+    log:
+        "results/logs/evaluators/{name}_quality.log",
+    wildcard_constraints:
+        name="classifier|composition|judge_clip",
+    params:
+        kind=evaluator_kind,
+    shell:
+        "guidance-repro evaluator-quality --kind {params.kind} --model {input.model}"
+        " --data {input.data} --out {output} > {log} 2>&1"
+
+
+rule reference_stats_fashion_mnist:
+    input:
+        data="results/data/fashion_mnist.npz",
+        evaluator="results/evaluators/classifier.pt",
+    output:
+        "results/reference/fashion_mnist-{split}.toy-classifier.npz",
+    log:
+        "results/logs/reference/fashion_mnist-{split}.toy-classifier.log",
+    params:
+        e=config["evaluation"],
+    shell:
+        "guidance-repro reference-stats --images {input.data} --split-key {wildcards.split}"
+        " --dataset fashion_mnist --evaluator toy-classifier"
+        " --evaluator-checkpoint {input.evaluator}"
+        " --max-features {params.e[max_reference_features]}"
+        " --seed {params.e[seed]} --out {output} > {log} 2>&1"
+
+
+rule reference_stats_compositions:
+    input:
+        data="results/data/splits/compositions-{split}.samples.npz",
+        evaluator="results/evaluators/composition.pt",
+    output:
+        "results/reference/compositions-{split}.toy-composition.npz",
+    log:
+        "results/logs/reference/compositions-{split}.toy-composition.log",
+    params:
+        e=config["evaluation"],
+    shell:
+        "guidance-repro reference-stats --images {input.data} --dataset compositions"
+        " --evaluator toy-composition --evaluator-checkpoint {input.evaluator}"
+        " --max-features {params.e[max_reference_features]}"
+        " --seed {params.e[seed]} --out {output} > {log} 2>&1"
+
+
+rule evaluators_all:
+    input:
+        expand(
+            "results/evaluators/{name}_quality.json",
+            name=["classifier", "composition", "judge_clip"],
+        ),
+        "results/reference/fashion_mnist-test.toy-classifier.npz",
+        "results/reference/compositions-eval.toy-composition.npz",
