@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "guidance_repro.metrics.toy_commands",
     "guidance_repro.train.commands",
     "guidance_repro.report.run_record",
+    "guidance_repro.report.curves",
 ]
 
 

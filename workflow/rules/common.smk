@@ -107,3 +107,8 @@ def evaluator_kind(wildcards):
         "composition": "composition",
         "judge_clip": "judge",
     }[wildcards.name]
+
+
+def training_log(wildcards):
+    """The JSON-lines log the training loop writes beside a model file."""
+    return f"{wildcards.model}.pt.log.jsonl"

@@ -111,3 +111,20 @@ rule evaluators_all:
         ),
         "results/reference/fashion_mnist-test.toy-classifier.npz",
         "results/reference/compositions-eval.toy-composition.npz",
+        expand(
+            "results/evaluators/{name}.curve.csv",
+            name=["classifier", "composition", "judge_clip"],
+        ),
+
+
+rule training_curve:
+    input:
+        "{model}.pt",
+    output:
+        "{model}.curve.csv",
+    log:
+        "{model}.curve.log",
+    params:
+        log=training_log,
+    shell:
+        "guidance-repro training-curve --log {params.log} --out {output} > {log} 2>&1"
