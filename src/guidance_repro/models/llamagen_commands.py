@@ -1,0 +1,214 @@
+"""CLI commands of the LlamaGen family (next-token AR on VQ codes): ``encode-codes``,
+``vq-reconstruct``, ``sample-ar``, ``ar-benchmark`` and ``llamagen-check-official``.
+
+    guidance-repro encode-codes --tokenizer T.pt --data fashion_mnist.npz --split train --out codes.npz
+    guidance-repro vq-reconstruct --tokenizer T.pt --data fashion_mnist.npz --split test --out rec.npz
+    guidance-repro sample-ar --model M.pt --tokenizer T.pt --num 2000 --cfg 2.0 --out s.npz \
+        --tag model=S --tag method=cfg
+    guidance-repro ar-benchmark --script benchmarks/ar_sampling.py --model M.pt --out bench.json
+    guidance-repro llamagen-check-official --gpt B=/data/c2i_B_384.pt --vq /data/vq_ds16_c2i.pt --out r.json
+
+``sample-ar`` writes a samples file whose ``meta_json`` records the model file, the guidance
+method and LlamaGen CFG scale s (logits = u + s(c - u); s = 1 is no guidance and runs the single
+batch), the sampler settings, the seconds per image and the ``--tag`` values (family, model,
+method, beta, lam): ``evaluate`` copies it into the metrics JSON, which is all ``cca-table`` needs.
+Heavy imports stay inside the command functions so that the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from guidance_repro.errors import ReproError
+
+
+def _threads(n: int) -> None:
+    if n > 0:
+        import torch
+        torch.set_num_threads(n)
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from guidance_repro.models.vq import write_codes
+    _threads(args.threads)
+    write_codes(args.data, args.tokenizer, args.out, split=args.split)
+    print(f"[encode-codes] {args.split} split of {args.data} -> {args.out}")
+
+
+def _reconstruct(args: argparse.Namespace) -> None:
+    from guidance_repro.data import samples as samples_io
+    from guidance_repro.data.fashion_mnist import load
+    from guidance_repro.models.vq import load_vq
+    _threads(args.threads)
+    tok = load_vq(args.tokenizer)
+    images, labels = load(args.data).split(args.split)
+    if args.num:
+        images, labels = images[:args.num], labels[:args.num]
+    rec = tok.decode(tok.encode(images))
+    samples_io.write(args.out, rec, labels, meta={
+        "kind": "reconstruction", "family": "llamagen", "tokenizer": str(args.tokenizer),
+        "split": args.split, "grid": tok.cfg.grid, "codebook_size": tok.cfg.codebook_size})
+    print(f"[vq-reconstruct] {len(rec)} {args.split} images -> {args.out}")
+
+
+def parse_tags(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs for the meta; beta, lam and cfg are numbers."""
+    tags = {}
+    for pair in pairs or []:
+        k, sep, v = pair.partition("=")
+        if not sep or not k:
+            raise ReproError(f"--tag: expected KEY=VALUE, got {pair!r}")
+        try:
+            tags[k] = float(v) if k in ("beta", "lam", "cfg") and v != "" else v
+        except ValueError:
+            raise ReproError(f"--tag {k}: not a number: {v!r}") from None
+    return tags
+
+
+def _sample(args: argparse.Namespace) -> None:
+    import time
+
+    import torch
+
+    from guidance_repro.data import samples as samples_io
+    from guidance_repro.guidance.cfg import Guidance
+    from guidance_repro.models.llamagen import load_gpt
+    from guidance_repro.models.vq import load_vq
+    from guidance_repro.sampling import ar
+    if args.num < 1:
+        raise ReproError(f"--num: must be >= 1, got {args.num}")
+    _threads(args.threads)
+    model, tok = load_gpt(args.model), load_vq(args.tokenizer)
+    if model.cfg.vocab_size != tok.cfg.codebook_size or model.cfg.grid != tok.cfg.grid:
+        raise ReproError(f"--model: {args.model} has vocab {model.cfg.vocab_size} on a {model.cfg.grid}-grid, "
+                         f"the tokenizer {tok.cfg.codebook_size} codes on a {tok.cfg.grid}-grid")
+    # s = 1 is no guidance (u + 1(c - u) = c): sample the single batch, as a CCA model is sampled.
+    guidance = Guidance("cfg", args.cfg) if args.cfg != 1.0 else Guidance("none")
+    scfg = ar.SamplerConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                            batch_size=args.batch_size, use_cache=not args.no_cache)
+    t0 = time.perf_counter()
+    out = ar.sample_images(model, tok, args.num, guidance, scfg, args.seed, progress=not args.no_progress)
+    seconds = time.perf_counter() - t0
+    tags = parse_tags(args.tag)
+    meta = {"family": "llamagen", "sampler": "next-token", "model_file": str(args.model),
+            "tokenizer_file": str(args.tokenizer), "cfg": float(args.cfg),
+            "cfg_convention": "LlamaGen: logits = u + s(c - u); s = 1 is no guidance",
+            "guidance": guidance.method, "top_k": args.top_k, "top_p": args.top_p,
+            "temperature": args.temperature, "seed": args.seed, "num": args.num,
+            "batch_size": args.batch_size, "use_cache": not args.no_cache,
+            "threads": torch.get_num_threads(), "seconds": seconds,
+            "seconds_per_image": seconds / args.num, "class_balanced": True,
+            "beta": None, "lam": None, **tags}
+    samples_io.write(args.out, out["images"], out["labels"], meta=meta)
+    print(f"[sample-ar] {args.num} images, {guidance.method} s={args.cfg:g}, {seconds:.1f} s -> {args.out}")
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    """Run benchmarks/ar_sampling.py (a script, not a package module) and add the keys the CCA
+    claims read: family, model, cfg_over_guidance_free_time."""
+    import importlib.util
+
+    from guidance_repro.io import write_json
+    script = Path(args.script)
+    if not script.is_file():
+        raise ReproError(f"--script: {script} not found (benchmarks/ar_sampling.py of the repository)")
+    spec = importlib.util.spec_from_file_location("ar_sampling_benchmark", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    raw = Path(str(args.out) + ".raw.json")
+    argv = ["--out", str(raw), "--images", str(args.images), "--batch", str(args.batch),
+            "--cfg-scale", str(args.cfg_scale), "--long-images", str(args.long_images),
+            "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    if args.model:
+        argv += ["--model", args.model]
+    try:
+        if mod.main(argv) != 0:
+            raise ReproError(f"{script}: the benchmark failed")
+        result = json.loads(raw.read_text())
+    finally:
+        raw.unlink(missing_ok=True)
+    result.update(family="llamagen", model=args.model_name or result["model"]["source"],
+                  cfg_over_guidance_free_time=result["guidance_free_over_cfg_speed"])
+    write_json(args.out, result)
+    print(f"[ar-benchmark] CFG / guidance-free time {result['cfg_over_guidance_free_time']:.2f}, "
+          f"KV cache x{result['kv_cache_speedup_256']:.1f} (256 tokens) -> {args.out}")
+
+
+def _check_official(args: argparse.Namespace) -> None:
+    from guidance_repro.checkpoints.llamagen import check_official_vq, load_official_gpt
+    from guidance_repro.io import write_json
+    from guidance_repro.models.llamagen import num_params
+    report = {"gpt": {}, "vq": None, "image_size": args.image_size}
+    for pair in args.gpt:
+        size, sep, path = pair.partition("=")
+        if not sep or not size or not path:
+            raise ReproError(f"--gpt: expected SIZE=PATH, got {pair!r}")
+        model = load_official_gpt(path, size=size, image_size=args.image_size)
+        report["gpt"][size] = {"path": path, "params": num_params(model), "tensors": len(model.state_dict())}
+        del model
+    if args.vq:
+        sd = check_official_vq(args.vq)
+        report["vq"] = {"path": args.vq, "tensors": len(sd),
+                        "codebook": list(sd["quantize.embedding.weight"].shape)}
+    write_json(args.out, report)
+    print(f"[llamagen-check-official] {len(report['gpt'])} GPT file(s){' + VQ-16' if args.vq else ''} "
+          f"load strictly -> {args.out}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("encode-codes", help="VQ codes (N, h, w) + labels of a dataset split, once")
+    p.add_argument("--tokenizer", required=True, help="a vq-tokenizer model file")
+    p.add_argument("--data", required=True, help="the Fashion-MNIST artifact (.npz)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_encode)
+
+    p = sub.add_parser("vq-reconstruct", help="encode + decode a split (tokenizer reconstruction FID)")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--num", type=int, default=0, help="first NUM images (0 = all)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_reconstruct)
+
+    p = sub.add_parser("sample-ar", help="class-balanced next-token samples of a LlamaGen-style GPT")
+    p.add_argument("--model", required=True, help="a llamagen-pretrain / llamagen-cca model file")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--num", type=int, required=True)
+    p.add_argument("--cfg", type=float, default=1.0, help="LlamaGen CFG scale s; 1 = no guidance")
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true", help="recompute the prefix at every token")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                   help="recorded in meta_json (model, method, beta, lam)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("ar-benchmark", help="benchmarks/ar_sampling.py: guidance-free vs CFG, KV cache")
+    p.add_argument("--script", required=True, help="path of benchmarks/ar_sampling.py")
+    p.add_argument("--model", default="", help="a trained GPT file (default: random toy-M)")
+    p.add_argument("--model-name", default="", help="model name recorded for the claims")
+    p.add_argument("--images", type=int, default=500)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--long-images", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser("llamagen-check-official", help="strict load of official LlamaGen c2i / VQ-16 files")
+    p.add_argument("--gpt", action="append", default=[], metavar="SIZE=PATH")
+    p.add_argument("--vq", default="")
+    p.add_argument("--image-size", type=int, default=384)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_check_official)

@@ -1,0 +1,243 @@
+# CCA on LlamaGen-style next-token AR (toy tier: Fashion-MNIST): VQ tokenizer -> codes (once) ->
+# pretrain per model size -> CCA per size (main beta/lambda; lambda and beta sweeps, DPO and
+# unlearning baselines on one size) -> samples (guidance-free, CFG over its scale s, CCA
+# guidance-free, CCA+CFG) -> metrics -> table, figures, claims; tokenizer reconstruction FID; the
+# sampling benchmark. Paper tier: strict checks of the official LlamaGen files (cca_llamagen.paper).
+
+
+include: "cca_llamagen_common.smk"
+
+
+wildcard_constraints:
+    lg_model="[A-Za-z0-9]+",
+    lg_kind="pretrained|cca|dpo|unlearning",
+    lg_method="cca|dpo|unlearning",
+    lg_ft="(-b[0-9.e+-]+-l[0-9.e+-]+)?",
+    lg_beta="[0-9.e+-]+",
+    lg_lam="[0-9.e+-]+",
+    lg_cfg="[0-9.e+]+",
+    lg_rep="(-seed[0-9]+)?",
+
+
+rule cca_llamagen_tokenizer:
+    input:
+        "results/data/fashion_mnist.npz",
+    output:
+        f"{CL_DIR}/tokenizer.pt",
+    log:
+        f"{CL_DIR}/logs/tokenizer.log",
+    params:
+        p=as_json({**CL["tokenizer"]["model"], "train": cl_train(CL["tokenizer"])}),
+    shell:
+        "guidance-repro train --task vq-tokenizer --params {params.p}"
+        " --input data={input} --out {output} --no-progress > {log} 2>&1"
+
+
+rule cca_llamagen_encode:
+    input:
+        tok=f"{CL_DIR}/tokenizer.pt",
+        data="results/data/fashion_mnist.npz",
+    output:
+        f"{CL_DIR}/codes-train.npz",
+    log:
+        f"{CL_DIR}/logs/encode.log",
+    shell:
+        "guidance-repro encode-codes --tokenizer {input.tok} --data {input.data}"
+        " --split train --out {output} > {log} 2>&1"
+
+
+rule cca_llamagen_reconstruct:
+    input:
+        tok=f"{CL_DIR}/tokenizer.pt",
+        data="results/data/fashion_mnist.npz",
+    output:
+        f"{CL_DIR}/samples/reconstruction-test.npz",
+    log:
+        f"{CL_DIR}/logs/reconstruct.log",
+    shell:
+        "guidance-repro vq-reconstruct --tokenizer {input.tok} --data {input.data}"
+        " --split test --out {output} > {log} 2>&1"
+
+
+rule cca_llamagen_pretrain:
+    input:
+        f"{CL_DIR}/codes-train.npz",
+    output:
+        f"{CL_DIR}/models/{{lg_model}}-pretrained.pt",
+    log:
+        f"{CL_DIR}/logs/pretrain-{{lg_model}}.log",
+    params:
+        p=cl_pretrain_params,
+        launch=train_launcher(CL["pretrain"]),
+    shell:
+        "{params.launch} --task llamagen-pretrain --params {params.p}"
+        " --input codes={input} --out {output} --no-progress > {log} 2>&1"
+
+
+rule cca_llamagen_finetune:
+    input:
+        base=f"{CL_DIR}/models/{{lg_model}}-pretrained.pt",
+        codes=f"{CL_DIR}/codes-train.npz",
+    output:
+        f"{CL_DIR}/models/{{lg_model}}-{{lg_method}}-b{{lg_beta}}-l{{lg_lam}}.pt",
+    log:
+        f"{CL_DIR}/logs/finetune-{{lg_model}}-{{lg_method}}-b{{lg_beta}}-l{{lg_lam}}.log",
+    params:
+        p=cl_finetune_params,
+        launch=train_launcher(CL["cca"]),
+    shell:
+        "{params.launch} --task llamagen-cca --params {params.p} --input pretrained={input.base}"
+        " --input codes={input.codes} --out {output} --no-progress > {log} 2>&1"
+
+
+rule cca_llamagen_sample:
+    input:
+        model=cl_sample_model,
+        tok=f"{CL_DIR}/tokenizer.pt",
+    output:
+        f"{CL_DIR}/samples/{{lg_model}}-{{lg_kind}}{{lg_ft}}-cfg{{lg_cfg}}{{lg_rep}}.npz",
+    log:
+        f"{CL_DIR}/logs/sample-{{lg_model}}-{{lg_kind}}{{lg_ft}}-cfg{{lg_cfg}}{{lg_rep}}.log",
+    params:
+        s=CL["sampling"],
+        n=CL_NUM,
+        seed=cl_sample_seed,
+        tags=cl_sample_tags,
+        cache=lambda w: "" if CL["sampling"]["method"] == "kv-cache" else "--no-cache",
+    shell:
+        "guidance-repro sample-ar --model {input.model} --tokenizer {input.tok}"
+        " --num {params.n} --cfg {wildcards.lg_cfg} --top-k {params.s[top_k]}"
+        " --top-p {params.s[top_p]} --temperature {params.s[temperature]}"
+        " --batch-size {params.s[batch_size]} --seed {params.seed} {params.cache}"
+        " {params.tags} --no-progress --out {output} > {log} 2>&1"
+
+
+rule cca_llamagen_evaluate:
+    input:
+        samples=f"{CL_DIR}/samples/{{point}}.npz",
+        ref=CL_REFERENCE,
+        clf=CL_CLASSIFIER,
+    output:
+        f"{CL_DIR}/metrics/{{point}}.json",
+    log:
+        f"{CL_DIR}/logs/evaluate-{{point}}.log",
+    params:
+        seed=CL_EVAL["seed"],
+    shell:
+        "guidance-repro evaluate --samples {input.samples} --reference {input.ref}"
+        " --evaluator toy-classifier --evaluator-checkpoint {input.clf}"
+        " --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+rule cca_llamagen_table:
+    input:
+        expand(f"{CL_DIR}/metrics/{{point}}.json", point=cl_points()),
+    output:
+        f"{CL_DIR}/table.csv",
+    log:
+        f"{CL_DIR}/logs/table.log",
+    shell:
+        "guidance-repro cca-table --metrics {input} --out {output} > {log} 2>&1"
+
+
+rule cca_llamagen_figures:
+    input:
+        f"{CL_DIR}/table.csv",
+    output:
+        bars=report(f"{CL_DIR}/figures/fig1_bars.png", category="CCA (LlamaGen)"),
+        tradeoff=report(
+            f"{CL_DIR}/figures/fig4_tradeoff.png", category="CCA (LlamaGen)"
+        ),
+        beta=report(f"{CL_DIR}/figures/beta_ablation.png", category="CCA (LlamaGen)"),
+    log:
+        f"{CL_DIR}/logs/figures.log",
+    shell:
+        "guidance-repro cca-figures --table {input} --bars {output.bars}"
+        " --tradeoff {output.tradeoff} --beta {output.beta} > {log} 2>&1"
+
+
+rule cca_llamagen_grid:
+    input:
+        expand(f"{CL_DIR}/samples/{{point}}.npz", point=cl_grid_points()),
+    output:
+        report(f"{CL_DIR}/figures/samples_grid.png", category="CCA (LlamaGen)"),
+    log:
+        f"{CL_DIR}/logs/grid.log",
+    params:
+        titles=" ".join(cl_grid_points()),
+    shell:
+        "guidance-repro sample-grid --samples {input} --titles {params.titles}"
+        " --out {output} > {log} 2>&1"
+
+
+rule cca_llamagen_benchmark:
+    input:
+        f"{CL_DIR}/models/{cl_sweep_model()}-pretrained.pt",
+    output:
+        f"{CL_DIR}/benchmark_ar_sampling.json",
+    log:
+        f"{CL_DIR}/logs/benchmark.log",
+    params:
+        b=CL["benchmark"],
+        script=CL_BENCH_SCRIPT,
+        name=cl_sweep_model(),
+    shell:
+        "guidance-repro ar-benchmark --script {params.script} --model {input}"
+        " --model-name {params.name} --images {params.b[images]} --batch {params.b[batch]}"
+        " --cfg-scale {params.b[cfg_scale]} --long-images {params.b[long_images]}"
+        " --repeats {params.b[repeats]} --threads {params.b[threads]}"
+        " --out {output} > {log} 2>&1"
+
+
+rule cca_llamagen_claims:
+    input:
+        table=f"{CL_DIR}/table.csv",
+        bench=f"{CL_DIR}/benchmark_ar_sampling.json",
+        rec=f"{CL_DIR}/metrics/reconstruction-test.json",
+    output:
+        json=f"{CL_DIR}/claims.json",
+        md=report(f"{CL_DIR}/claims.md", category="CCA (LlamaGen)"),
+    log:
+        f"{CL_DIR}/logs/claims.log",
+    shell:
+        "guidance-repro cca-claims --table {input.table} --benchmark {input.bench}"
+        " --reconstruction {input.rec} --out {output.json} --markdown {output.md}"
+        " > {log} 2>&1"
+
+
+rule cca_llamagen_check_official:
+    input:
+        cl_official_files,
+    output:
+        f"{CL_DIR}/paper/official_checkpoints.json",
+    log:
+        f"{CL_DIR}/logs/check_official.log",
+    params:
+        gpt=lambda w: " ".join(
+            f"--gpt {cl_spec(m).get('size', m)}={CL['paper']['gpt_checkpoints'][m]}"
+            for m in cl_models()
+        ),
+        vq=CL["paper"]["vq_checkpoint"],
+        size=CL["paper"]["image_size"],
+    shell:
+        "guidance-repro llamagen-check-official {params.gpt} --vq {params.vq}"
+        " --image-size {params.size} --out {output} > {log} 2>&1"
+
+
+rule cca_llamagen_all:
+    input:
+        (
+            []
+            if not CL_ON
+            else (
+                [f"{CL_DIR}/paper/official_checkpoints.json"]
+                if config["tier"] == "paper"
+                else [
+                    f"{CL_DIR}/metrics/reconstruction-test.json",
+                    expand(f"{CL_DIR}/metrics/{{p}}.json", p=cl_noise_points()),
+                    rules.cca_llamagen_figures.output,
+                    rules.cca_llamagen_grid.output,
+                    rules.cca_llamagen_claims.output,
+                ]
+            )
+        ),

@@ -1,0 +1,179 @@
+# Helpers of workflow/rules/cca_llamagen.smk (CCA on LlamaGen-style next-token AR): paths, sweep
+# points, parameters, the paper-tier file checks.
+import re
+
+CL = config["cca_llamagen"]
+CL_DIR = "results/cca_llamagen"
+CL_EVAL = config["evaluation"]
+CL_NUM = CL["sampling"]["num_samples"] or CL_EVAL["num_samples"]
+CL_CLASSIFIER = "results/evaluators/classifier.pt"
+CL_REFERENCE = "results/reference/fashion_mnist-test.toy-classifier.npz"
+CL_BENCH_SCRIPT = str(Path(workflow.basedir) / "benchmarks" / "ar_sampling.py")
+CL_ON = config["tier"] != "paper" or CL["paper"]["enabled"]
+
+
+def cl_num(x):
+    return f"{float(x):g}"
+
+
+def cl_models():
+    names = [m["name"] for m in CL["models"]]
+    if len(set(names)) != len(names):
+        raise WorkflowError(f"config key cca_llamagen.models: names repeat ({names})")
+    return names
+
+
+def cl_spec(name):
+    """The GPTConfig fields (or `size` + overrides) of one named model."""
+    spec = next(m for m in CL["models"] if m["name"] == name)
+    return {k: v for k, v in spec.items() if k != "name"}
+
+
+def cl_sweep_model():
+    m = CL["cca"]["sweep_model"] or cl_models()[0]
+    if m not in cl_models():
+        raise WorkflowError(
+            f"config key cca_llamagen.cca.sweep_model: {m!r} is not one of cca_llamagen.models"
+        )
+    return m
+
+
+def cl_main():
+    c = CL["cca"]
+    return cl_num(c["betas"][0]), cl_num(c["lams"][0])
+
+
+def cl_finetunes():
+    """(model, method, beta, lam) of every fine-tune: the main CCA point per model; the λ sweep
+    (β fixed), the β sweep (λ fixed) and the DPO / unlearning baselines on the sweep model.
+    """
+    c, m = CL["cca"], cl_sweep_model()
+    b0, l0 = cl_main()
+    pts = {(x, "cca", b0, l0) for x in cl_models()}
+    pts |= {(m, "cca", b0, cl_num(l)) for l in c["lams"]}
+    pts |= {(m, "cca", cl_num(b), l0) for b in c["betas"]}
+    pts |= {(m, meth, b0, l0) for meth in c["baselines"]}
+    return sorted(pts)
+
+
+def cl_points():
+    """Stem of every sampled point of the table (samples/<stem>.npz, metrics/<stem>.json)."""
+    s, (b0, l0) = CL["sampling"], cl_main()
+    out = [f"{m}-pretrained-cfg1" for m in cl_models()]
+    out += [f"{m}-pretrained-cfg{cl_num(g)}" for m in cl_models() for g in s["cfgs"]]
+    out += [f"{m}-{meth}-b{b}-l{l}-cfg1" for m, meth, b, l in cl_finetunes()]
+    out += [
+        f"{m}-cca-b{b0}-l{l0}-cfg{cl_num(g)}"
+        for m in cl_models()
+        for g in s["cca_cfg_scales"]
+    ]
+    return sorted(set(out))
+
+
+def cl_noise_points():
+    """The sweep model without guidance and after the main CCA, re-sampled with other seeds: the
+    FID noise at this sample count (kept beside the table, not in it)."""
+    m, (b0, l0) = cl_sweep_model(), cl_main()
+    return [
+        f"{p}-seed{k}"
+        for p in (f"{m}-pretrained-cfg1", f"{m}-cca-b{b0}-l{l0}-cfg1")
+        for k in CL["sampling"]["noise_seeds"]
+    ]
+
+
+def cl_gpt_config(model):
+    """The GPTConfig fields of a model; vocab_size follows the tokenizer's codebook_size."""
+    spec = cl_spec(model)
+    codebook = CL["tokenizer"]["model"].get("codebook_size", 512)
+    if config["tier"] != "paper":
+        if spec.setdefault("vocab_size", codebook) != codebook:
+            raise WorkflowError(
+                f"config key cca_llamagen.models.{model}.vocab_size: {spec['vocab_size']} must "
+                f"equal cca_llamagen.tokenizer.model.codebook_size ({codebook})"
+            )
+    return spec
+
+
+def cl_train(section):
+    return {k: v for k, v in section["train"].items() if k != "nproc"}
+
+
+def cl_pretrain_params(wildcards):
+    return as_json(
+        {"model": cl_gpt_config(wildcards.lg_model), "train": cl_train(CL["pretrain"])}
+    )
+
+
+def cl_finetune_params(wildcards):
+    c = CL["cca"]
+    return as_json(
+        {
+            "beta": float(wildcards.lg_beta),
+            "lam": float(wildcards.lg_lam),
+            "method": wildcards.lg_method,
+            "beta_mode": c["beta_mode"],
+            "uncond_ratio": c["uncond_ratio"],
+            "class_dropout": c["class_dropout"],
+            "dropout": c["dropout"],
+            "train": cl_train(c),
+        }
+    )
+
+
+def cl_sample_model(wildcards):
+    if wildcards.lg_kind == "pretrained":
+        return f"{CL_DIR}/models/{wildcards.lg_model}-pretrained.pt"
+    return (
+        f"{CL_DIR}/models/{wildcards.lg_model}-{wildcards.lg_kind}{wildcards.lg_ft}.pt"
+    )
+
+
+def cl_sample_tags(wildcards):
+    g = float(wildcards.lg_cfg)
+    if wildcards.lg_kind == "pretrained":
+        method, tags = ("pretrained" if g == 1 else "cfg"), ""
+    else:
+        method = wildcards.lg_kind
+        if wildcards.lg_kind == "cca" and g != 1:
+            method = "cca_cfg"
+        b, l = re.fullmatch(r"-b(.+)-l(.+)", wildcards.lg_ft).groups()
+        tags = f" --tag beta={b} --tag lam={l}"
+    return f"--tag model={wildcards.lg_model} --tag method={method}{tags}"
+
+
+def cl_sample_seed(wildcards):
+    return (
+        int(wildcards.lg_rep[len("-seed") :]) if wildcards.lg_rep else CL_EVAL["seed"]
+    )
+
+
+def cl_grid_points():
+    """Sample grid: the sweep model without guidance, with the largest CFG scale, after CCA."""
+    m, s, (b0, l0) = cl_sweep_model(), CL["sampling"], cl_main()
+    cfg = [f"{m}-pretrained-cfg{cl_num(max(s['cfgs']))}"] if s["cfgs"] else []
+    return [f"{m}-pretrained-cfg1", *cfg, f"{m}-cca-b{b0}-l{l0}-cfg1"]
+
+
+def cl_official_files(wildcards):
+    """Paper tier: the local files named in cca_llamagen.paper, checked before anything runs."""
+    p = CL["paper"]
+    keys = [(f"gpt_checkpoints.{m}", p["gpt_checkpoints"].get(m)) for m in cl_models()]
+    keys += [("vq_checkpoint", p["vq_checkpoint"])]
+    keys += [("reference_batch", p["reference_batch"])]
+    for key, path in keys:
+        if not path:
+            raise WorkflowError(
+                f"config key cca_llamagen.paper.{key}: local path not set (no download is attempted)"
+            )
+        if not Path(path).is_file():
+            raise WorkflowError(
+                f"config key cca_llamagen.paper.{key}: file {path} not found "
+                "(copy the official file to local disk first; cca.md §1.3, §3)"
+            )
+    return [path for _, path in keys]
+
+
+# Paper tier: check the named local files up front, so that a missing one stops the run at once
+# with its config key (before any DAG is built).
+if config["tier"] == "paper" and CL_ON:
+    cl_official_files(None)
