@@ -17,6 +17,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/evaluators.smk"
 include: "workflow/rules/cca_llamagen.smk"
+include: "workflow/rules/autoguidance.smk"
 
 
 rule all:
@@ -25,6 +26,7 @@ rule all:
         rules.data_all.input,
         rules.evaluators_all.input,
         rules.cca_llamagen_all.input,
+        rules.autoguidance_all.input,
 
 
 onsuccess:

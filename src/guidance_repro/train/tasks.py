@@ -21,6 +21,8 @@ TASKS["judge-clip"] = "guidance_repro.metrics.toy_clip:make_judge_task"
 TASKS["vq-tokenizer"] = "guidance_repro.models.vq:make_vq_task"
 TASKS["llamagen-pretrain"] = "guidance_repro.models.llamagen:make_pretrain_task"
 TASKS["llamagen-cca"] = "guidance_repro.guidance.cca:make_llamagen_cca_task"
+TASKS["toy2d-density"] = "guidance_repro.toy2d.tasks:make_task"
+TASKS["edm-fmnist"] = "guidance_repro.edm.task:make_task"
 
 
 def resolve(name: str):
