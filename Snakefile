@@ -16,6 +16,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/evaluators.smk"
+include: "workflow/rules/cca_var.smk"
 include: "workflow/rules/cca_llamagen.smk"
 include: "workflow/rules/autoguidance.smk"
 
@@ -25,6 +26,7 @@ rule all:
     input:
         rules.data_all.input,
         rules.evaluators_all.input,
+        rules.cca_var_all.input,
         rules.cca_llamagen_all.input,
         rules.autoguidance_all.input,
 

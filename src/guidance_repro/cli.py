@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "guidance_repro.train.commands",
     "guidance_repro.toy2d.commands",
     "guidance_repro.edm.commands",
+    "guidance_repro.models.var_commands",
     "guidance_repro.models.llamagen_commands",
     "guidance_repro.report.cca_commands",
     "guidance_repro.report.run_record",

@@ -1,0 +1,157 @@
+"""CLI commands of the VAR family: ``msvq-encode``, ``msvq-reconstruct`` and ``var-sample``.
+
+    guidance-repro msvq-encode --tokenizer T.pt --data fashion_mnist.npz --split train --out codes.npz
+    guidance-repro msvq-reconstruct --tokenizer T.pt --data fashion_mnist.npz --split test --out rec.npz
+    guidance-repro var-sample --model M.pt --tokenizer T.pt --num 2000 --cfg 1.5 --out s.npz \
+        --tag model=d4 --tag method=cfg
+
+``var-sample`` writes a samples file whose ``meta_json`` holds the sampler settings, the seconds
+per image and the ``--tag`` values (family, model, method, beta, lam): ``evaluate`` copies it into
+the metrics JSON, which is all ``cca-table`` needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from guidance_repro.data import samples as samples_io
+from guidance_repro.errors import ReproError
+from guidance_repro.io import save_npz
+
+
+def _threads(n: int) -> None:
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from guidance_repro.models.msvq import load_images, load_msvq
+    _threads(args.threads)
+    tok = load_msvq(args.tokenizer)
+    images, labels = load_images({"data": args.data}, args.split)
+    codes = tok.encode(images)
+    save_npz(args.out, codes=codes.astype(np.int64), labels=labels,
+             patch_nums=np.asarray(tok.cfg.patch_nums, np.int64))
+    print(f"[msvq-encode] {len(codes)} {args.split} images -> {codes.shape[1]} tokens each -> {args.out}")
+
+
+def _reconstruct(args: argparse.Namespace) -> None:
+    from guidance_repro.models.msvq import load_images, load_msvq
+    _threads(args.threads)
+    tok = load_msvq(args.tokenizer)
+    images, labels = load_images({"data": args.data}, args.split)
+    if args.num:
+        images, labels = images[:args.num], labels[:args.num]
+    rec = tok.decode(tok.encode(images))
+    samples_io.write(args.out, rec, labels, meta={
+        "kind": "reconstruction", "tokenizer": str(args.tokenizer), "split": args.split,
+        "patch_nums": list(tok.cfg.patch_nums), "codebook_size": tok.cfg.codebook_size})
+    print(f"[msvq-reconstruct] {len(rec)} {args.split} images -> {args.out}")
+
+
+def parse_tags(pairs: list[str]) -> dict:
+    tags = {}
+    for pair in pairs or []:
+        k, sep, v = pair.partition("=")
+        if not sep or not k:
+            raise ReproError(f"--tag: expected KEY=VALUE, got {pair!r}")
+        try:
+            tags[k] = float(v) if k in ("beta", "lam", "cfg") and v != "" else v
+        except ValueError:
+            raise ReproError(f"--tag {k}: not a number: {v!r}") from None
+    return tags
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from guidance_repro.guidance.cfg import Guidance
+    from guidance_repro.models.msvq import load_msvq
+    from guidance_repro.models.var_tasks import load_var
+    from guidance_repro.sampling import next_scale as ns
+    _threads(args.threads)
+    model, tok = load_var(args.model), load_msvq(args.tokenizer)
+    guidance = Guidance("cfg", args.cfg) if args.cfg != 0 else Guidance("none")
+    scfg = ns.SamplerConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                            batch_size=args.batch_size, use_cache=not args.no_cache)
+    if args.num < 1:
+        raise ReproError(f"--num: must be >= 1, got {args.num}")
+    labels = ns.class_balanced_labels(args.num, model.cfg.num_classes, args.seed)
+    t0 = time.perf_counter()
+    out = ns.sample_images(model, tok, labels, guidance, scfg, args.seed, progress=not args.no_progress)
+    seconds = time.perf_counter() - t0
+    meta = {"family": "var", "sampler": "next-scale", "model_file": str(args.model),
+            "cfg": float(args.cfg), "cfg_convention": "VAR ramp t = cfg*si/(S-1); logits = (1+t)c - t u",
+            "guidance": guidance.method, "top_k": args.top_k, "top_p": args.top_p,
+            "temperature": args.temperature, "seed": args.seed, "num": args.num,
+            "use_cache": not args.no_cache, "threads": torch.get_num_threads(),
+            "seconds": seconds, "seconds_per_image": seconds / args.num,
+            "class_balanced": True, **parse_tags(args.tag)}
+    samples_io.write(args.out, out["images"], out["labels"], meta=meta)
+    print(f"[var-sample] {args.num} images, cfg {args.cfg}, {seconds:.1f} s -> {args.out}")
+
+
+def _check_official(args: argparse.Namespace) -> None:
+    from guidance_repro.checkpoints.var import load_official_vae_quantizer, load_official_var
+    from guidance_repro.io import write_json
+    from guidance_repro.models.var import num_params
+    report = {"var": {}, "vae": None}
+    for pair in args.var:
+        depth, sep, path = pair.partition("=")
+        if not sep or not depth.isdigit():
+            raise ReproError(f"--var: expected DEPTH=PATH, got {pair!r}")
+        model = load_official_var(path, expect_depth=int(depth))
+        report["var"][f"d{depth}"] = {"path": path, "params": num_params(model),
+                                      "tensors": len(model.state_dict())}
+        del model
+    if args.vae:
+        q = load_official_vae_quantizer(args.vae)
+        report["vae"] = {"path": args.vae, "codebook": list(q.embedding.weight.shape),
+                         "patch_nums": list(q.cfg.patch_nums)}
+    write_json(args.out, report)
+    print(f"[var-check-official] {len(report['var'])} VAR file(s){' + VQVAE' if args.vae else ''} load strictly -> {args.out}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("var-check-official", help="strict load of official var_d*.pth / VQVAE files")
+    p.add_argument("--var", action="append", default=[], metavar="DEPTH=PATH")
+    p.add_argument("--vae", default="")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_check_official)
+
+    p = sub.add_parser("msvq-encode", help="multi-scale VQ tokens (N, L) of a dataset split")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--data", required=True, help="dataset .npz with {split}_images/{split}_labels")
+    p.add_argument("--split", default="train")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_encode)
+
+    p = sub.add_parser("msvq-reconstruct", help="encode + decode a split (reconstruction FID)")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--num", type=int, default=0, help="first NUM images (0 = all)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_reconstruct)
+
+    p = sub.add_parser("var-sample", help="class-balanced next-scale samples of a VAR model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--num", type=int, required=True)
+    p.add_argument("--cfg", type=float, default=0.0, help="VAR cfg (ramp end value); 0 = none")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true", help="recompute the prefix at every scale")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                   help="recorded in meta_json (model, method, beta, lam)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_sample)

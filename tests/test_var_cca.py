@@ -1,0 +1,120 @@
+"""VAR training tasks through the real loop: msvq-tokenizer, var-pretrain, var-cca. CCA for VAR
+must use guidance/cca.py's loss (the same module as LlamaGen)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from guidance_repro.errors import ReproError
+from guidance_repro.guidance import cca
+from guidance_repro.models import var_tasks
+from guidance_repro.models.msvq import MSVQTask, load_msvq
+from guidance_repro.models.var_tasks import VARCCATask, VARPretrainTask, cca_drop_path, load_var
+from guidance_repro.train.config import TrainConfig
+from guidance_repro.train.loop import train
+
+PN = [1, 2, 3, 5, 7]
+TOK = dict(channels=[8, 16, 16], codebook_size=16, code_dim=4, patch_nums=PN)
+MODEL = dict(vocab_size=16, code_dim=4, patch_nums=PN, num_classes=5, depth=2, width_per_depth=16, head_dim=16)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(**kw):
+    return TrainConfig.from_dict({"steps": 2, "batch_size": 8, "lr": 1e-3, "device": "cpu", **kw})
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("var")
+    rng = np.random.default_rng(0)
+    np.savez(d / "data.npz", train_images=rng.integers(0, 256, (24, 28, 28), dtype=np.uint8),
+             train_labels=np.arange(24) % 5)
+    train(MSVQTask(TOK, {"data": d / "data.npz"}), _cfg(), d / "tok.pt", progress=False)
+    tok = load_msvq(d / "tok.pt")
+    codes = tok.encode(np.load(d / "data.npz")["train_images"])
+    np.savez(d / "codes.npz", codes=codes, labels=np.arange(24) % 5)
+    inputs = {"codes": d / "codes.npz", "tokenizer": d / "tok.pt"}
+    s = train(VARPretrainTask({"model": MODEL}, inputs), _cfg(betas=[0.9, 0.95], weight_decay=0.05),
+              d / "var.pt", progress=False)
+    assert math.isfinite(s["final_loss"])
+    return d, inputs
+
+
+def test_pretrained_file_loads_and_fits_the_tokenizer(files):
+    d, _ = files
+    model = load_var(d / "var.pt")
+    assert model.cfg.seq_len == sum(p * p for p in PN) and not model.training
+    with pytest.raises(ReproError, match="not a var-pretrain"):
+        load_var(d / "tok.pt")
+    with pytest.raises(ReproError, match="patch_nums"):
+        VARPretrainTask({"model": dict(MODEL, vocab_size=32)}, files[1])
+
+
+def test_var_cca_uses_the_shared_cca_loss(files, monkeypatch):
+    d, inputs = files
+    assert var_tasks.alignment_loss is cca.alignment_loss and var_tasks.make_negatives is cca.make_negatives
+    calls = []
+
+    def spy(method, gp, gn, masked, beta, lam):
+        calls.append((method, beta, lam, gp.shape, gn.shape))
+        return cca.alignment_loss(method, gp, gn, masked, beta, lam)
+
+    monkeypatch.setattr(var_tasks, "alignment_loss", spy)
+    task = VARCCATask({"beta": 2.0, "beta_mode": "per_token", "lam": 7.0, "drop_path": 0.0},
+                      {"pretrained": d / "var.pt", **inputs})
+    task.loss(task.build_model(), task.get_batch(np.arange(6)), 0)
+    L = sum(p * p for p in PN)
+    assert calls == [("cca", 2.0 / L, 7.0, (6,), (6,))]
+
+
+def test_cca_loss_at_initialisation_is_closed_form(files):
+    """Policy = reference and no drop-path: every gap is 0, so the loss is
+    [log 2 + mean(w) log 2] / max(λ, 1), w = 1 for masked / same-label samples, λ otherwise."""
+    d, inputs = files
+    lam = 7.0
+    task = VARCCATask({"beta": 0.5, "lam": lam, "uncond_ratio": 0.3, "drop_path": 0.0},
+                      {"pretrained": d / "var.pt", **inputs})
+    batch = task.get_batch(np.array([0, 1, 2, 7, 12, 3]))  # labels 0 1 2 2 2 3: same-label pairs
+    model = task.build_model()
+    torch.manual_seed(5)
+    loss, stats = task.loss(model, batch, 0)
+    torch.manual_seed(5)
+    _, _, masked = cca.make_negatives(batch["labels"], 5, 0.3)
+    w = torch.where(masked, 1.0, lam)
+    expected = (math.log(2) + w.mean().item() * math.log(2)) / lam
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert stats["gap_pos"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_var_cca_trains_with_lin0_and_keeps_the_reference_frozen(files):
+    d, inputs = files
+    task = VARCCATask({"beta": 1.0, "lam": 10.0}, {"pretrained": d / "var.pt", **inputs})
+    ref_before = {k: v.clone() for k, v in task.reference.state_dict().items()}
+    s = train(task, _cfg(schedule="lin0", lr=2e-5, betas=[0.9, 0.95], grad_clip=2.0), d / "cca.pt",
+              progress=False)
+    assert math.isfinite(s["final_loss"])
+    assert all(torch.equal(v, task.reference.state_dict()[k]) for k, v in ref_before.items())
+    assert load_var(d / "cca.pt").cfg.class_dropout == 0.0  # VAR's CCA: cond_drop_rate 0
+
+
+def test_cca_dropout_per_depth_and_parameter_errors(files):
+    assert cca_drop_path(16) == 0.0 and cca_drop_path(24) == pytest.approx(0.1)
+    assert cca_drop_path(30) == pytest.approx(0.125) and cca_drop_path(20) == pytest.approx(0.0833, abs=1e-4)
+    d, inputs = files
+    with pytest.raises(ReproError, match="params.method"):
+        VARCCATask({"method": "ppo"}, {"pretrained": d / "var.pt", **inputs})
+    with pytest.raises(ReproError, match="inputs.pretrained"):
+        VARCCATask({}, inputs)
+    with pytest.raises(ReproError, match="params.bogus"):
+        VARCCATask({"bogus": 1}, {"pretrained": d / "var.pt", **inputs})

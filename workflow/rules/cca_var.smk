@@ -1,0 +1,219 @@
+# CCA on VAR-style next-scale AR (toy tier: Fashion-MNIST): multi-scale VQ tokenizer -> tokens ->
+# pretrain per depth -> CCA per depth (main beta/lambda; lambda and beta sweeps on one depth) ->
+# samples (guidance-free, CFG over its scale, CCA guidance-free) -> metrics -> table, figures,
+# claims. Paper tier: strict checks of the official VAR files (config cca_var.paper).
+
+
+include: "cca_var_common.smk"
+
+
+wildcard_constraints:
+    depth="[0-9]+",
+    beta="[0-9.e+-]+",
+    lam="[0-9.e+-]+",
+    cfg="[0-9.e+-]+",
+    kind="pretrained|cca",
+    cca="(-b[0-9.e+-]+-l[0-9.e+-]+)?",
+
+
+rule cca_var_tokenizer:
+    input:
+        "results/data/fashion_mnist.npz",
+    output:
+        f"{CV_DIR}/tokenizer.pt",
+    log:
+        f"{CV_DIR}/logs/tokenizer.log",
+    params:
+        p=as_json(
+            {
+                **CV["tokenizer"]["model"],
+                "train": {
+                    k: v for k, v in CV["tokenizer"]["train"].items() if k != "nproc"
+                },
+            }
+        ),
+    shell:
+        "guidance-repro train --task msvq-tokenizer --params {params.p}"
+        " --input data={input} --out {output} --no-progress > {log} 2>&1"
+
+
+rule cca_var_encode:
+    input:
+        tok=f"{CV_DIR}/tokenizer.pt",
+        data="results/data/fashion_mnist.npz",
+    output:
+        f"{CV_DIR}/tokens-train.npz",
+    log:
+        f"{CV_DIR}/logs/encode.log",
+    shell:
+        "guidance-repro msvq-encode --tokenizer {input.tok} --data {input.data}"
+        " --split train --out {output} > {log} 2>&1"
+
+
+rule cca_var_reconstruct:
+    input:
+        tok=f"{CV_DIR}/tokenizer.pt",
+        data="results/data/fashion_mnist.npz",
+    output:
+        f"{CV_DIR}/samples/reconstruction-test.npz",
+    log:
+        f"{CV_DIR}/logs/reconstruct.log",
+    params:
+        num=CV_NUM,
+    shell:
+        "guidance-repro msvq-reconstruct --tokenizer {input.tok} --data {input.data}"
+        " --split test --num {params.num} --out {output} > {log} 2>&1"
+
+
+rule cca_var_pretrain:
+    input:
+        tok=f"{CV_DIR}/tokenizer.pt",
+        codes=f"{CV_DIR}/tokens-train.npz",
+    output:
+        f"{CV_DIR}/models/d{{depth}}-pretrained.pt",
+    log:
+        f"{CV_DIR}/logs/pretrain-d{{depth}}.log",
+    params:
+        p=cv_model_params,
+    shell:
+        "guidance-repro train --task var-pretrain --params {params.p}"
+        " --input codes={input.codes} --input tokenizer={input.tok}"
+        " --out {output} --no-progress > {log} 2>&1"
+
+
+rule cca_var_cca:
+    input:
+        base=f"{CV_DIR}/models/d{{depth}}-pretrained.pt",
+        tok=f"{CV_DIR}/tokenizer.pt",
+        codes=f"{CV_DIR}/tokens-train.npz",
+    output:
+        f"{CV_DIR}/models/d{{depth}}-cca-b{{beta}}-l{{lam}}.pt",
+    log:
+        f"{CV_DIR}/logs/cca-d{{depth}}-b{{beta}}-l{{lam}}.log",
+    params:
+        p=cv_cca_params,
+    shell:
+        "guidance-repro train --task var-cca --params {params.p} --input pretrained={input.base}"
+        " --input codes={input.codes} --input tokenizer={input.tok}"
+        " --out {output} --no-progress > {log} 2>&1"
+
+
+rule cca_var_sample:
+    input:
+        model=cv_sample_model,
+        tok=f"{CV_DIR}/tokenizer.pt",
+    output:
+        f"{CV_DIR}/samples/d{{depth}}-{{kind}}{{cca}}-cfg{{cfg}}.npz",
+    log:
+        f"{CV_DIR}/logs/sample-d{{depth}}-{{kind}}{{cca}}-cfg{{cfg}}.log",
+    params:
+        s=CV["sampling"],
+        n=CV_NUM,
+        seed=CV_EVAL["seed"],
+        tags=cv_sample_tags,
+        cache=lambda w: "" if CV["sampling"]["use_cache"] else "--no-cache",
+    shell:
+        "guidance-repro var-sample --model {input.model} --tokenizer {input.tok}"
+        " --num {params.n} --cfg {wildcards.cfg} --top-k {params.s[top_k]}"
+        " --top-p {params.s[top_p]} --batch-size {params.s[batch_size]} --seed {params.seed}"
+        " {params.cache} {params.tags} --no-progress --out {output} > {log} 2>&1"
+
+
+rule cca_var_evaluate:
+    input:
+        samples=f"{CV_DIR}/samples/{{point}}.npz",
+        ref=CV_REFERENCE,
+        clf=CV_CLASSIFIER,
+    output:
+        f"{CV_DIR}/metrics/{{point}}.json",
+    log:
+        f"{CV_DIR}/logs/evaluate-{{point}}.log",
+    params:
+        seed=CV_EVAL["seed"],
+    shell:
+        "guidance-repro evaluate --samples {input.samples} --reference {input.ref}"
+        " --evaluator toy-classifier --evaluator-checkpoint {input.clf}"
+        " --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+rule cca_var_table:
+    input:
+        expand(f"{CV_DIR}/metrics/{{point}}.json", point=cv_points()),
+    output:
+        f"{CV_DIR}/table.csv",
+    log:
+        f"{CV_DIR}/logs/table.log",
+    shell:
+        "guidance-repro cca-table --metrics {input} --out {output} > {log} 2>&1"
+
+
+rule cca_var_figures:
+    input:
+        f"{CV_DIR}/table.csv",
+    output:
+        bars=report(f"{CV_DIR}/figures/fig1_bars.png", category="CCA (VAR)"),
+        tradeoff=report(f"{CV_DIR}/figures/fig4_tradeoff.png", category="CCA (VAR)"),
+        beta=report(f"{CV_DIR}/figures/beta_ablation.png", category="CCA (VAR)"),
+    log:
+        f"{CV_DIR}/logs/figures.log",
+    shell:
+        "guidance-repro cca-figures --table {input} --bars {output.bars}"
+        " --tradeoff {output.tradeoff} --beta {output.beta} > {log} 2>&1"
+
+
+rule cca_var_grid:
+    input:
+        expand(f"{CV_DIR}/samples/{{point}}.npz", point=cv_grid_points()),
+    output:
+        report(f"{CV_DIR}/figures/samples_grid.png", category="CCA (VAR)"),
+    log:
+        f"{CV_DIR}/logs/grid.log",
+    params:
+        titles=" ".join(cv_grid_points()),
+    shell:
+        "guidance-repro sample-grid --samples {input} --titles {params.titles}"
+        " --out {output} > {log} 2>&1"
+
+
+rule cca_var_claims:
+    input:
+        f"{CV_DIR}/table.csv",
+    output:
+        json=f"{CV_DIR}/claims.json",
+        md=f"{CV_DIR}/claims.md",
+    log:
+        f"{CV_DIR}/logs/claims.log",
+    shell:
+        "guidance-repro cca-claims --table {input} --out {output.json}"
+        " --markdown {output.md} > {log} 2>&1"
+
+
+rule cca_var_check_official:
+    input:
+        cv_official_files,
+    output:
+        f"{CV_DIR}/paper/official_checkpoints.json",
+    log:
+        f"{CV_DIR}/logs/check_official.log",
+    params:
+        var=lambda w: " ".join(
+            f"--var {d}={CV['paper']['var_checkpoints'][str(d)]}" for d in CV["depths"]
+        ),
+        vae=CV["paper"]["vae_checkpoint"],
+    shell:
+        "guidance-repro var-check-official {params.var} --vae {params.vae}"
+        " --out {output} > {log} 2>&1"
+
+
+rule cca_var_all:
+    input:
+        (
+            [f"{CV_DIR}/paper/official_checkpoints.json"]
+            if config["tier"] == "paper"
+            else [
+                f"{CV_DIR}/metrics/reconstruction-test.json",
+                rules.cca_var_figures.output,
+                rules.cca_var_grid.output,
+                rules.cca_var_claims.output,
+            ]
+        ),

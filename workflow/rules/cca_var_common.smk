@@ -1,0 +1,117 @@
+# Helpers of workflow/rules/cca_var.smk (CCA on VAR): paths, sweep points, parameters.
+
+CV = config["cca_var"]
+CV_DIR = "results/cca_var"
+CV_EVAL = config["evaluation"]
+CV_NUM = CV["sampling"]["num_samples"] or CV_EVAL["num_samples"]
+CV_CLASSIFIER = "results/evaluators/classifier.pt"
+CV_REFERENCE = "results/reference/fashion_mnist-test.toy-classifier.npz"
+
+
+def cv_num(x):
+    return f"{float(x):g}"
+
+
+def cv_models():
+    return [f"d{d}" for d in CV["depths"]]
+
+
+def cv_sweep_model():
+    return f"d{CV['cca']['sweep_depth'] or max(CV['depths'])}"
+
+
+def cv_cca_points():
+    """(model, beta, lam) of every CCA fine-tune: the main point per depth, the sweeps on one."""
+    c = CV["cca"]
+    b0, l0 = cv_num(c["betas"][0]), cv_num(c["lams"][0])
+    pts = {(m, b0, l0) for m in cv_models()}
+    pts |= {(cv_sweep_model(), b0, cv_num(l)) for l in c["lams"]}
+    pts |= {(cv_sweep_model(), cv_num(b), l0) for b in c["betas"]}
+    return sorted(pts)
+
+
+def cv_points():
+    """Stem of every sampled point (samples, metrics)."""
+    s = CV["sampling"]
+    out = [f"{m}-pretrained-cfg0" for m in cv_models()]
+    out += [f"{m}-pretrained-cfg{cv_num(g)}" for m in cv_models() for g in s["cfgs"]]
+    out += [f"{m}-cca-b{b}-l{l}-cfg0" for m, b, l in cv_cca_points()]
+    b0, l0 = cv_num(CV["cca"]["betas"][0]), cv_num(CV["cca"]["lams"][0])
+    out += [
+        f"{m}-cca-b{b0}-l{l0}-cfg{cv_num(g)}"
+        for m in cv_models()
+        for g in s["cca_cfg_scales"]
+    ]
+    return out
+
+
+def cv_model_params(wildcards):
+    return as_json(
+        {
+            "model": {**CV["model"], "depth": int(wildcards.depth)},
+            "train": {k: v for k, v in CV["pretrain"]["train"].items() if k != "nproc"},
+        }
+    )
+
+
+def cv_cca_params(wildcards):
+    c = CV["cca"]
+    return as_json(
+        {
+            "beta": float(wildcards.beta),
+            "lam": float(wildcards.lam),
+            "beta_mode": c["beta_mode"],
+            "uncond_ratio": c["uncond_ratio"],
+            "method": c["method"],
+            "drop_path": c["drop_path"],
+            "train": {k: v for k, v in c["train"].items() if k != "nproc"},
+        }
+    )
+
+
+def cv_sample_model(wildcards):
+    if wildcards.kind == "pretrained":
+        return f"{CV_DIR}/models/d{wildcards.depth}-pretrained.pt"
+    return f"{CV_DIR}/models/d{wildcards.depth}-cca{wildcards.cca}.pt"
+
+
+def cv_sample_tags(wildcards):
+    g = float(wildcards.cfg)
+    if wildcards.kind == "pretrained":
+        method, tags = ("cfg" if g else "pretrained"), ""
+    else:
+        method = "cca_cfg" if g else "cca"
+        b, l = wildcards.cca.lstrip("-").split("-")
+        tags = f" --tag beta={b[1:]} --tag lam={l[1:]}"
+    return f"--tag model=d{wildcards.depth} --tag method={method}{tags}"
+
+
+def cv_official_files(wildcards):
+    """Paper tier: the official files named in cca_var.paper, checked up front."""
+    p = CV["paper"]
+    files = {f"d{d}": p["var_checkpoints"].get(str(d)) for d in CV["depths"]}
+    missing = [
+        f"cca_var.paper.var_checkpoints.{k[1:]}" for k, v in files.items() if not v
+    ]
+    if not p["vae_checkpoint"]:
+        missing.append("cca_var.paper.vae_checkpoint")
+    if missing:
+        raise WorkflowError(
+            f"config key {missing[0]}: path of the official file not set"
+        )
+    paths = [*files.values(), p["vae_checkpoint"]]
+    absent = [x for x in paths if not Path(x).is_file()]
+    if absent:
+        raise WorkflowError(
+            f"config key cca_var.paper: official file {absent[0]} not found "
+            "(download var_d*.pth / vae_ch160v4096z32.pth to local disk first)"
+        )
+    return paths
+
+
+def cv_grid_points():
+    """Sample grid: the sweep model without guidance, with the largest CFG, and after CCA."""
+    m, s, c = cv_sweep_model(), CV["sampling"], CV["cca"]
+    b0, l0 = cv_num(c["betas"][0]), cv_num(c["lams"][0])
+    cfg = [f"{m}-pretrained-cfg{cv_num(s['cfgs'][-1])}"] if s["cfgs"] else []
+    return [f"{m}-pretrained-cfg0", *cfg, f"{m}-cca-b{b0}-l{l0}-cfg0"]
