@@ -38,3 +38,17 @@ def fmnist_npz(tmp_path_factory, fmnist_dir) -> Path:
     out = tmp_path_factory.mktemp("fmnist") / "fashion_mnist.npz"
     fashion_mnist.prepare(fmnist_dir, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread avoids OpenMP spin-waiting on a busy 2-core machine.
+
+    Used by a test module with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

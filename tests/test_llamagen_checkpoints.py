@@ -11,12 +11,7 @@ from guidance_repro.errors import ReproError
 from guidance_repro.models.llamagen import GPT
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def documented_gpt_b() -> dict:

@@ -26,12 +26,7 @@ from guidance_repro.train.loop import train
 TINY_GPT = dict(vocab_size=16, grid=7, num_classes=10, dim=32, n_layer=1, n_head=2, multiple_of=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

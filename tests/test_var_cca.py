@@ -22,12 +22,7 @@ TOK = dict(channels=[8, 16, 16], codebook_size=16, code_dim=4, patch_nums=PN)
 MODEL = dict(vocab_size=16, code_dim=4, patch_nums=PN, num_classes=5, depth=2, width_per_depth=16, head_dim=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(**kw):

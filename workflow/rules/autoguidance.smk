@@ -76,7 +76,7 @@ rule autoguidance_image_sample:
         main=f"{AG_IMG}/models/main.pt",
         guide=ag_guide_model,
     output:
-        f"{AG_IMG}/samples/{{method}}-{{guide}}-w{{w}}.samples.npz",
+        f"{AG_IMG}/samples/{{method}}-{{guide}}-w{{w}}.npz",
     log:
         f"{AG_IMG}/logs/sample-{{method}}-{{guide}}-w{{w}}.log",
     wildcard_constraints:
@@ -94,31 +94,13 @@ rule autoguidance_image_sample:
         " --out {output} > {log} 2>&1"
 
 
-rule autoguidance_image_evaluate:
-    input:
-        samples=f"{AG_IMG}/samples/{{point}}.samples.npz",
-        ref=AG_REFERENCE,
-        clf=AG_CLASSIFIER,
-    output:
-        f"{AG_IMG}/metrics/{{point}}.json",
-    log:
-        f"{AG_IMG}/logs/evaluate-{{point}}.log",
-    threads: 1
-    params:
-        seed=config["evaluation"]["seed"],
-    shell:
-        "OMP_NUM_THREADS={threads} guidance-repro evaluate --samples {input.samples}"
-        " --reference {input.ref} --evaluator toy-classifier --evaluator-checkpoint {input.clf}"
-        " --metrics fid,pr --seed {params.seed} --out {output} > {log} 2>&1"
-
-
 rule autoguidance_image_report:
     input:
         metrics=lambda w: expand(
             f"{AG_IMG}/metrics/{{point}}.json", point=ag_image_points()
         ),
         samples=lambda w: expand(
-            f"{AG_IMG}/samples/{{point}}.samples.npz", point=ag_image_points()
+            f"{AG_IMG}/samples/{{point}}.npz", point=ag_image_points()
         ),
     output:
         claims=f"{AG_IMG}/report/claims.csv",

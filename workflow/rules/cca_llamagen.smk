@@ -112,23 +112,6 @@ rule cca_llamagen_sample:
         " {params.tags} --no-progress --out {output} > {log} 2>&1"
 
 
-rule cca_llamagen_evaluate:
-    input:
-        samples=f"{CL_DIR}/samples/{{point}}.npz",
-        ref=CL_REFERENCE,
-        clf=CL_CLASSIFIER,
-    output:
-        f"{CL_DIR}/metrics/{{point}}.json",
-    log:
-        f"{CL_DIR}/logs/evaluate-{{point}}.log",
-    params:
-        seed=CL_EVAL["seed"],
-    shell:
-        "guidance-repro evaluate --samples {input.samples} --reference {input.ref}"
-        " --evaluator toy-classifier --evaluator-checkpoint {input.clf}"
-        " --seed {params.seed} --out {output} > {log} 2>&1"
-
-
 rule cca_llamagen_table:
     input:
         expand(f"{CL_DIR}/metrics/{{point}}.json", point=cl_points()),

@@ -119,23 +119,6 @@ rule cca_var_sample:
         " {params.cache} {params.tags} --no-progress --out {output} > {log} 2>&1"
 
 
-rule cca_var_evaluate:
-    input:
-        samples=f"{CV_DIR}/samples/{{point}}.npz",
-        ref=CV_REFERENCE,
-        clf=CV_CLASSIFIER,
-    output:
-        f"{CV_DIR}/metrics/{{point}}.json",
-    log:
-        f"{CV_DIR}/logs/evaluate-{{point}}.log",
-    params:
-        seed=CV_EVAL["seed"],
-    shell:
-        "guidance-repro evaluate --samples {input.samples} --reference {input.ref}"
-        " --evaluator toy-classifier --evaluator-checkpoint {input.clf}"
-        " --seed {params.seed} --out {output} > {log} 2>&1"
-
-
 rule cca_var_table:
     input:
         expand(f"{CV_DIR}/metrics/{{point}}.json", point=cv_points()),

@@ -76,3 +76,21 @@ def read(path: str | Path) -> Samples:
         images = images[..., None]
     check(images, labels, captions, str(path))
     return Samples(images, labels.astype(np.int64), captions, meta)
+
+
+NUMERIC_TAGS = ("beta", "lam", "cfg")
+
+
+def parse_tags(pairs: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (a sampler's ``--tag``) for a samples file's meta; beta, lam and cfg
+    are numbers, so the tidy tables built from the metrics can sort and plot them."""
+    tags: dict[str, Any] = {}
+    for pair in pairs or []:
+        k, sep, v = pair.partition("=")
+        if not sep or not k:
+            raise ReproError(f"--tag: expected KEY=VALUE, got {pair!r}")
+        try:
+            tags[k] = float(v) if k in NUMERIC_TAGS and v != "" else v
+        except ValueError:
+            raise ReproError(f"--tag {k}: not a number: {v!r}") from None
+    return tags

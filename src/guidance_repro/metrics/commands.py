@@ -58,7 +58,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     ev.check_compatible(str(args.samples), data["images"], ref, str(args.reference), extractor)
     images = ev.select_samples(data["images"], args.num, args.seed, str(args.samples))
     result = ev.evaluate(images, ref, extractor, metrics, seed=args.seed,
-                         is_split_size=args.is_split_size, device=args.device,
+                         is_split_size=args.is_split_size, pr_k=args.pr_k, device=args.device,
                          samples_path=str(args.samples), ref_path=str(args.reference),
                          sampler_meta=data["meta"])
     write_json(args.out, result)
@@ -95,6 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", default="fid,is,pr", help="comma list of fid,kid,is,pr")
     p.add_argument("--is-split-size", type=int, default=ADM_SPLIT_SIZE,
                    help="IS split size (ADM evaluator: 5000)")
+    p.add_argument("--pr-k", type=int, default=3,
+                   help="k of the k-NN manifolds for precision/recall (ADM evaluator: 3)")
     p.add_argument("--out", required=True, help="output metrics .json")
     _common(p)
     p.set_defaults(func=_evaluate)

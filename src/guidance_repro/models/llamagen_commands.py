@@ -21,6 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
+from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
 
 
@@ -53,18 +54,6 @@ def _reconstruct(args: argparse.Namespace) -> None:
     print(f"[vq-reconstruct] {len(rec)} {args.split} images -> {args.out}")
 
 
-def parse_tags(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` pairs for the meta; beta, lam and cfg are numbers."""
-    tags = {}
-    for pair in pairs or []:
-        k, sep, v = pair.partition("=")
-        if not sep or not k:
-            raise ReproError(f"--tag: expected KEY=VALUE, got {pair!r}")
-        try:
-            tags[k] = float(v) if k in ("beta", "lam", "cfg") and v != "" else v
-        except ValueError:
-            raise ReproError(f"--tag {k}: not a number: {v!r}") from None
-    return tags
 
 
 def _sample(args: argparse.Namespace) -> None:

@@ -1,0 +1,27 @@
+# The one `evaluate` rule every experiment uses: a samples file -> a metrics JSON (FID, IS,
+# precision, recall) with the protocol recorded. Experiments on Fashion-MNIST are measured with the
+# toy classifier against the test split's reference statistics.
+
+
+rule evaluate:
+    input:
+        samples="results/{experiment}/samples/{point}.npz",
+        ref="results/reference/fashion_mnist-test.toy-classifier.npz",
+        evaluator="results/evaluators/classifier.pt",
+    output:
+        "results/{experiment}/metrics/{point}.json",
+    log:
+        "results/{experiment}/logs/evaluate-{point}.log",
+    wildcard_constraints:
+        experiment="cca_llamagen|cca_var|autoguidance/fmnist",
+    threads: 1
+    params:
+        seed=config["evaluation"]["seed"],
+        metrics=config["evaluation"]["metrics"],
+        k=config["evaluation"]["pr_k"],
+    shell:
+        "OMP_NUM_THREADS={threads} guidance-repro evaluate --samples {input.samples}"
+        " --reference {input.ref} --evaluator toy-classifier"
+        " --evaluator-checkpoint {input.evaluator} --metrics {params.metrics}"
+        " --pr-k {params.k}"
+        " --seed {params.seed} --out {output} > {log} 2>&1"
