@@ -31,10 +31,43 @@ def smoke_run(tmp_path_factory, fmnist_dir):
     return workdir, proc
 
 
+EXPECTED = [
+    "data/fashion_mnist.npz", "data/compositions.npz", "data/tree_gaussians.json",
+    "evaluators/classifier_quality.json", "evaluators/composition_quality.json",
+    "evaluators/judge_clip_quality.json", "reference/fashion_mnist-test.toy-classifier.npz",
+    "cca_llamagen/claims.md", "cca_llamagen/table.csv", "cca_llamagen/figures/fig4_tradeoff.png",
+    "cca_var/claims.md", "cca_var/table.csv", "autoguidance/toy2d/figure1.png",
+    "autoguidance/toy2d/claims.csv", "autoguidance/fmnist/report/claims.csv", "run_record.json",
+]
+
+
 def test_smoke_dag_completes_and_is_then_up_to_date(smoke_run):
     workdir, _ = smoke_run
-    assert (workdir / "results" / "data" / "fashion_mnist.npz").is_file()
+    results = workdir / "results"
+    missing = [p for p in EXPECTED if not (results / p).is_file()]
+    assert not missing, f"the smoke DAG did not write {missing}"
     again = subprocess.run([PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
                             "--directory", str(workdir), "--cores", "1", "-n"],
                            cwd=ROOT, capture_output=True, text=True)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_every_metrics_file_records_its_protocol(smoke_run):
+    workdir, _ = smoke_run
+    files = sorted((workdir / "results").glob("*/metrics/*.json"))
+    files += sorted((workdir / "results").glob("*/*/metrics/*.json"))
+    assert files, "no metrics JSON written"
+    for path in files:
+        m = json.loads(path.read_text())
+        proto = m["protocol"]
+        for key in ("evaluator", "evaluator_sha256", "reference", "num_samples", "seed", "resolution",
+                    "fid_implementation"):
+            assert key in proto, f"{path}: protocol lacks {key}"
+        assert proto["num_samples"] > 0 and m["fid"] >= 0, path
+
+
+def test_run_record_names_commit_versions_and_hardware(smoke_run):
+    workdir, _ = smoke_run
+    rec = json.loads((workdir / "results" / "run_record.json").read_text())
+    assert rec["packages"]["torch"] and rec["packages"]["snakemake"]
+    assert rec["hardware"]["cpu_count"] >= 1 and rec["config"]["tier"] == "smoke"
