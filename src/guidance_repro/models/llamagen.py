@@ -17,13 +17,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
+from guidance_repro.models.config import build_config
 
 
 @dataclass
@@ -45,16 +46,7 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, d: dict, key: str = "model") -> "GPTConfig":
         d = dict(d)
-        if "size" in d:  # a named size, overridable field by field
-            name = d.pop("size")
-            if name not in SIZES:
-                raise ReproError(f"{key}.size: unknown size {name!r} (known: {', '.join(SIZES)})")
-            d = {**SIZES[name], **d}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ReproError(f"{key}.{unknown[0]}: unknown GPT key (known: {', '.join(sorted(known))})")
-        cfg = cls(**d)
+        cfg = build_config(cls, d, key, "GPT", sizes=SIZES)
         if cfg.dim % cfg.n_head or (cfg.dim // cfg.n_head) % 4:
             raise ReproError(f"{key}.n_head: head_dim = dim / n_head must be a multiple of 4 for 2-D RoPE")
         if cfg.prefix_rope not in ("zero", "identity"):

@@ -24,7 +24,7 @@ decoder are models/vq.py's, followed by VAR's 3x3 ``quant_conv``/``post_quant_co
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
+from guidance_repro.models.config import build_config
 from guidance_repro.models.vq import Decoder, Encoder, VQConfig, images_to_tensor, tensor_to_images
 
 
@@ -52,15 +53,7 @@ class MSVQConfig:
 
     @classmethod
     def from_dict(cls, d: dict, key: str = "msvq") -> "MSVQConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ReproError(f"{key}.{unknown[0]}: unknown tokenizer key (known: {', '.join(sorted(known))})")
-        d = dict(d)
-        for k in ("channels", "patch_nums"):
-            if k in d:
-                d[k] = tuple(int(c) for c in d[k])
-        cfg = cls(**d)
+        cfg = build_config(cls, d, key, "tokenizer", tuple_keys=("channels", "patch_nums"))
         if cfg.image_size % cfg.downsample:
             raise ReproError(f"{key}.channels: image size {cfg.image_size} is not divisible by "
                              f"the downsampling factor {cfg.downsample}")

@@ -21,13 +21,14 @@ loads those files strictly. Width C = width_per_depth·depth, heads = C / head_d
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
+from guidance_repro.models.config import build_config
 
 
 @dataclass
@@ -47,18 +48,7 @@ class VARConfig:
     @classmethod
     def from_dict(cls, d: dict, key: str = "model") -> "VARConfig":
         d = dict(d)
-        if "size" in d:
-            name = d.pop("size")
-            if name not in SIZES:
-                raise ReproError(f"{key}.size: unknown size {name!r} (known: {', '.join(SIZES)})")
-            d = {**SIZES[name], **d}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ReproError(f"{key}.{unknown[0]}: unknown VAR key (known: {', '.join(sorted(known))})")
-        if "patch_nums" in d:
-            d["patch_nums"] = tuple(int(p) for p in d["patch_nums"])
-        cfg = cls(**d)
+        cfg = build_config(cls, d, key, "VAR", tuple_keys=("patch_nums",), sizes=SIZES)
         if cfg.width % cfg.head_dim or cfg.depth < 1:
             raise ReproError(f"{key}.head_dim: width {cfg.width} is not a multiple of head_dim {cfg.head_dim}")
         if cfg.patch_nums[0] != 1:

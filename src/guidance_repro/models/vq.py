@@ -12,7 +12,7 @@ Default sizes: two stride-2 downsamplings, so a 28x28 image becomes 7x7 = 49 tok
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
+from guidance_repro.models.config import build_config
 
 
 @dataclass
@@ -36,14 +37,7 @@ class VQConfig:
 
     @classmethod
     def from_dict(cls, d: dict, key: str = "vq") -> "VQConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ReproError(f"{key}.{unknown[0]}: unknown tokenizer key (known: {', '.join(sorted(known))})")
-        d = dict(d)
-        if "channels" in d:
-            d["channels"] = tuple(int(c) for c in d["channels"])
-        cfg = cls(**d)
+        cfg = build_config(cls, d, key, "tokenizer", tuple_keys=("channels",))
         if cfg.image_size % cfg.downsample:
             raise ReproError(f"{key}.channels: image size {cfg.image_size} is not divisible by the "
                              f"downsampling factor {cfg.downsample}")
