@@ -77,13 +77,14 @@ rule reference_stats_fashion_mnist:
     log:
         "results/logs/reference/fashion_mnist-{split}.toy-classifier.log",
     params:
-        e=config["evaluation"],
+        seed=config["evaluation"]["seed"],
+        maxf=config["evaluation"]["max_reference_features"],
     shell:
         "guidance-repro reference-stats --images {input.data} --split-key {wildcards.split}"
         " --dataset fashion_mnist --evaluator toy-classifier"
         " --evaluator-checkpoint {input.evaluator}"
-        " --max-features {params.e[max_reference_features]}"
-        " --seed {params.e[seed]} --out {output} > {log} 2>&1"
+        " --max-features {params.maxf}"
+        " --seed {params.seed} --out {output} > {log} 2>&1"
 
 
 rule reference_stats_compositions:
@@ -95,12 +96,13 @@ rule reference_stats_compositions:
     log:
         "results/logs/reference/compositions-{split}.toy-composition.log",
     params:
-        e=config["evaluation"],
+        seed=config["evaluation"]["seed"],
+        maxf=config["evaluation"]["max_reference_features"],
     shell:
         "guidance-repro reference-stats --images {input.data} --dataset compositions"
         " --evaluator toy-composition --evaluator-checkpoint {input.evaluator}"
-        " --max-features {params.e[max_reference_features]}"
-        " --seed {params.e[seed]} --out {output} > {log} 2>&1"
+        " --max-features {params.maxf}"
+        " --seed {params.seed} --out {output} > {log} 2>&1"
 
 
 rule evaluators_all:
