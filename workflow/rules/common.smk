@@ -74,7 +74,10 @@ def write_run_record():
     from guidance_repro.io import write_json
     from guidance_repro.report.run_record import record
 
-    if Path("results").is_dir():
+    # `--touch` (after `dvc pull`) only marks restored files as up to date: writing a record then
+    # would change results/ behind DVC's back.
+    touched = any(a in ("--touch", "-t") for a in sys.argv)
+    if Path("results").is_dir() and not touched:
         write_json("results/run_record.json", record(config))
 
 
