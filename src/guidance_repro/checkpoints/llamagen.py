@@ -23,6 +23,7 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.models.llamagen import GPT, GPTConfig, SIZES, rope_2d
+from guidance_repro.train.checkpoint import check_layout
 
 PAPER_SIZES = ("B", "L", "XL", "XXL", "3B")
 
@@ -47,24 +48,6 @@ def unwrap_state_dict(obj: dict, source) -> dict:
     if not isinstance(sd, dict):
         raise ReproError(f"{source}: 'model' is a {type(sd).__name__}, not a state dict")
     return sd
-
-
-def check_layout(expected: dict[str, tuple], sd: dict, source) -> None:
-    """Exact key set and shapes; the first mismatch raises a ReproError naming the key."""
-    missing = [k for k in expected if k not in sd]
-    if missing:
-        raise ReproError(f"{source}: missing key {missing[0]!r}"
-                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    unexpected = [k for k in sd if k not in expected]
-    if unexpected:
-        raise ReproError(f"{source}: unexpected key {unexpected[0]!r}"
-                         + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
-    for k, shape in expected.items():
-        v = sd[k]
-        if not isinstance(v, torch.Tensor):
-            raise ReproError(f"{source}: key {k!r} is a {type(v).__name__}, not a tensor")
-        if tuple(v.shape) != tuple(shape):
-            raise ReproError(f"{source}: key {k!r} has shape {tuple(v.shape)}, expected {tuple(shape)}")
 
 
 def official_gpt_config(size: str, image_size: int = 384, **overrides) -> GPTConfig:

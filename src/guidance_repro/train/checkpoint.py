@@ -37,9 +37,9 @@ def load_model_file(path: str | os.PathLike) -> dict:
     return obj
 
 
-def load_state_strict(model: nn.Module, state_dict: dict, source: str | os.PathLike) -> None:
-    """``model.load_state_dict(strict=True)`` with one-line errors naming the key and the file."""
-    expected = model.state_dict()
+def check_layout(expected: dict[str, tuple], state_dict: dict, source,
+                 expects: str = "expected") -> None:
+    """Exact key set and tensor shapes; the first mismatch raises a ReproError naming the key."""
     missing = [k for k in expected if k not in state_dict]
     if missing:
         raise ReproError(f"{source}: missing key {missing[0]!r}"
@@ -48,13 +48,19 @@ def load_state_strict(model: nn.Module, state_dict: dict, source: str | os.PathL
     if unexpected:
         raise ReproError(f"{source}: unexpected key {unexpected[0]!r}"
                          + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
-    for k, v in expected.items():
+    for k, shape in expected.items():
         got = state_dict[k]
         if not isinstance(got, torch.Tensor):
             raise ReproError(f"{source}: key {k!r} is a {type(got).__name__}, not a tensor")
-        if tuple(got.shape) != tuple(v.shape):
+        if tuple(got.shape) != tuple(shape):
             raise ReproError(f"{source}: key {k!r} has shape {tuple(got.shape)}, "
-                             f"the model expects {tuple(v.shape)}")
+                             f"{expects} {tuple(shape)}")
+
+
+def load_state_strict(model: nn.Module, state_dict: dict, source: str | os.PathLike) -> None:
+    """``model.load_state_dict(strict=True)`` with one-line errors naming the key and the file."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_layout(expected, state_dict, source, expects="the model expects")
     model.load_state_dict(state_dict, strict=True)
 
 
