@@ -4,6 +4,7 @@ Fashion-MNIST files (the Debian package), which the data tests and the smoke DAG
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FMNIST_DIR = Path(os.environ.get("GUIDANCE_REPRO_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 PYTHON = sys.executable
+
+
+def run_snakemake(workdir: Path | None, *args: str) -> subprocess.CompletedProcess:
+    """`snakemake -c1 ARGS` on the project's Snakefile (in `workdir` when given), captured."""
+    cmd = [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "1", *args]
+    if workdir is not None:
+        cmd += ["--directory", str(workdir)]
+    env = dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
 
 
 def require_fashion_mnist() -> Path:

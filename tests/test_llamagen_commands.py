@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, ROOT, run_snakemake
 from guidance_repro.cli import main
 from guidance_repro.data import samples as samples_io
 from guidance_repro.io import save_npz
@@ -132,12 +132,7 @@ def test_check_official_names_the_missing_file(tmp_path, capsys):
 SMOKE_CONFIG = ROOT / ".test" / "config" / "config.yaml"
 
 
-def _snakemake(workdir: Path | None, *args: str) -> subprocess.CompletedProcess:
-    cmd = [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "1", *args]
-    if workdir is not None:
-        cmd += ["--directory", str(workdir)]
-    env = dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+_snakemake = run_snakemake
 
 
 def _workdir_with(tmp_path: Path, edit) -> Path:

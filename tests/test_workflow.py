@@ -10,17 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, ROOT, run_snakemake
 
 SMOKE_CONFIG = ROOT / ".test" / "config" / "config.yaml"
 
 
-def _snakemake(workdir: Path | None, *args: str) -> subprocess.CompletedProcess:
-    cmd = [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "1", *args]
-    if workdir is not None:
-        cmd += ["--directory", str(workdir)]
-    env = dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+_snakemake = run_snakemake
 
 
 def _workdir_with(tmp_path: Path, edit) -> Path:
