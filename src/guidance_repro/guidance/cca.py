@@ -22,6 +22,9 @@ log-ratio, whose scale does not grow with the sequence length (the paper's setti
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -92,6 +95,56 @@ def make_negatives(labels: torch.Tensor, null_class: int, uncond_ratio: float,
     return pos, neg, uncond | (neg == pos)
 
 
+@dataclass(frozen=True)
+class AlignmentParams:
+    """The fine-tuning parameters every family's CCA task shares (validated, one place)."""
+
+    beta: float
+    beta_mode: str
+    lam: float
+    uncond_ratio: float
+    method: str
+    class_dropout: float
+
+    @classmethod
+    def pop(cls, p: dict, lam: float, class_dropout: float) -> "AlignmentParams":
+        """Take the shared keys out of the task's params ``p`` (defaults: β 0.02 per sequence,
+        uncond_ratio 0.1, method cca; ``lam`` and ``class_dropout`` are the family's defaults)."""
+        out = cls(beta=float(p.pop("beta", 0.02)), beta_mode=str(p.pop("beta_mode", "sequence")),
+                  lam=float(p.pop("lam", lam)), uncond_ratio=float(p.pop("uncond_ratio", 0.1)),
+                  method=str(p.pop("method", "cca")),
+                  class_dropout=float(p.pop("class_dropout", class_dropout)))
+        if out.method not in METHODS:
+            raise ReproError(f"params.method: must be one of {', '.join(METHODS)}, got {out.method!r}")
+        if not out.beta > 0 or out.lam < 0 or not 0 <= out.uncond_ratio <= 1:
+            raise ReproError("params.beta/lam/uncond_ratio: need beta > 0, lam >= 0, 0 <= uncond_ratio <= 1")
+        effective_beta(out.beta, out.beta_mode, 1)  # validates beta_mode
+        return out
+
+
+def alignment_step(model: nn.Module, reference: nn.Module, labels: torch.Tensor, null_class: int,
+                   hp: AlignmentParams, beta_eff: float,
+                   logp: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """One CCA / DPO / unlearning loss on a micro-batch, for any family.
+
+    ``logp(m, c2)`` returns the per-sequence log-likelihoods of the batch's token sequences, each
+    sequence twice ([x; x]), under the conditions c2 = [c⁺; c⁻] (already passed through the model's
+    own label dropout here). The reference runs in train() mode without gradients.
+    """
+    pos, neg, masked = make_negatives(labels, null_class, hp.uncond_ratio)
+    raw = model.module if hasattr(model, "module") else model  # DDP wrapper
+    c2 = raw.drop_labels(torch.cat([pos, neg]))  # [pos; neg] in one batch
+    policy = logp(model, c2)
+    reference.train()
+    with torch.no_grad():
+        ref = logp(reference, c2)
+    gap = policy - ref
+    B = len(labels)
+    loss = alignment_loss(hp.method, gap[:B], gap[B:], masked, beta_eff, hp.lam)
+    return loss, {"gap_pos": gap[:B].mean().item(), "gap_neg": gap[B:].mean().item(),
+                  "masked": masked.float().mean().item(), "beta_eff": beta_eff}
+
+
 class LlamaGenCCATask:
     """TrainTask ``llamagen-cca``: fine-tune a pretrained GPT with CCA (or DPO / unlearning).
 
@@ -109,26 +162,17 @@ class LlamaGenCCATask:
     def __init__(self, params: dict, inputs: dict):
         from guidance_repro.models.llamagen import GPT, GPTConfig, check_codes, load_codes, load_gpt
         p = dict(params)
-        self.beta = float(p.pop("beta", 0.02))
-        self.beta_mode = str(p.pop("beta_mode", "sequence"))
-        self.lam = float(p.pop("lam", 1000.0))
-        self.uncond_ratio = float(p.pop("uncond_ratio", 0.1))
-        self.method = str(p.pop("method", "cca"))
-        self.class_dropout = float(p.pop("class_dropout", 1e-5))
+        self.hp = AlignmentParams.pop(p, lam=1000.0, class_dropout=1e-5)
         self.dropout = str(p.pop("dropout", "keep"))
         if p:
             raise ReproError(f"params.{sorted(p)[0]}: unknown {self.name} parameter")
-        if self.method not in METHODS:
-            raise ReproError(f"params.method: must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.dropout not in ("keep", "off"):
             raise ReproError(f"params.dropout: must be 'keep' or 'off', got {self.dropout!r}")
-        if not self.beta > 0 or self.lam < 0 or not 0 <= self.uncond_ratio <= 1:
-            raise ReproError("params.beta/lam/uncond_ratio: need beta > 0, lam >= 0, 0 <= uncond_ratio <= 1")
         if "pretrained" not in inputs:
             raise ReproError("inputs.pretrained: the llamagen-cca task needs a pretrained GPT model file")
         base = load_gpt(inputs["pretrained"])
         cfg = base.cfg.to_dict()
-        cfg["class_dropout"] = self.class_dropout
+        cfg["class_dropout"] = self.hp.class_dropout
         if self.dropout == "off":
             cfg.update(token_dropout=0.0, resid_dropout=0.0, ffn_dropout=0.0)
         self.cfg = GPTConfig.from_dict(cfg)
@@ -137,7 +181,7 @@ class LlamaGenCCATask:
         del base
         self.reference.requires_grad_(False)
         self.reference.train()  # dropout active in the reference too, as the official script
-        self.beta_eff = effective_beta(self.beta, self.beta_mode, self.cfg.seq_len)
+        self.beta_eff = effective_beta(self.hp.beta, self.hp.beta_mode, self.cfg.seq_len)
         self.codes, self.labels = load_codes(inputs)
         check_codes(self.codes, self.labels, self.cfg)
 
@@ -168,21 +212,12 @@ class LlamaGenCCATask:
         return [{"params": decay, "weight_decay": wd}, {"params": other, "weight_decay": 0.0}]
 
     def loss(self, model, batch, step):
-        from guidance_repro.models.llamagen import sequence_logp, unwrap
+        from guidance_repro.models.llamagen import sequence_logp
         dev = next(model.parameters()).device
         codes, labels = batch["codes"].to(dev), batch["labels"].to(dev)
-        pos, neg, masked = make_negatives(labels, self.cfg.num_classes, self.uncond_ratio)
-        x2, c2 = torch.cat([codes, codes]), torch.cat([pos, neg])  # [pos; neg] in one batch
-        c2 = unwrap(model).drop_labels(c2)
-        logp = sequence_logp(model, x2, c2)
-        self.reference.train()
-        with torch.no_grad():
-            ref = sequence_logp(self.reference, x2, c2)
-        gap = logp - ref
-        B = len(codes)
-        loss = alignment_loss(self.method, gap[:B], gap[B:], masked, self.beta_eff, self.lam)
-        return loss, {"gap_pos": gap[:B].mean().item(), "gap_neg": gap[B:].mean().item(),
-                      "masked": masked.float().mean().item(), "beta_eff": self.beta_eff}
+        x2 = torch.cat([codes, codes])
+        return alignment_step(model, self.reference, labels, self.cfg.num_classes, self.hp,
+                              self.beta_eff, lambda m, c2: sequence_logp(m, x2, c2))
 
 
 def make_llamagen_cca_task(params: dict, inputs: dict) -> LlamaGenCCATask:

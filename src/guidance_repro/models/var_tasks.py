@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.guidance.cca import METHODS, alignment_loss, effective_beta, make_negatives
+from guidance_repro.guidance.cca import AlignmentParams, alignment_step, effective_beta
 from guidance_repro.models.msvq import load_msvq
 from guidance_repro.models.var import VAR, VARConfig, sequence_logp
 
@@ -141,19 +141,10 @@ class VARCCATask(_VARData):
 
     def __init__(self, params: dict, inputs: dict):
         p = dict(params)
-        self.beta = float(p.pop("beta", 0.02))
-        self.beta_mode = str(p.pop("beta_mode", "sequence"))
-        self.lam = float(p.pop("lam", 50.0))
-        self.uncond_ratio = float(p.pop("uncond_ratio", 0.1))
-        self.method = str(p.pop("method", "cca"))
-        self.class_dropout = float(p.pop("class_dropout", 0.0))
+        self.hp = AlignmentParams.pop(p, lam=50.0, class_dropout=0.0)
         drop_path = p.pop("drop_path", "paper")
         if p:
             raise ReproError(f"params.{sorted(p)[0]}: unknown {self.name} parameter")
-        if self.method not in METHODS:
-            raise ReproError(f"params.method: must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if not self.beta > 0 or self.lam < 0 or not 0 <= self.uncond_ratio <= 1:
-            raise ReproError("params.beta/lam/uncond_ratio: need beta > 0, lam >= 0, 0 <= uncond_ratio <= 1")
         if "pretrained" not in inputs:
             raise ReproError("inputs.pretrained: the var-cca task needs a var-pretrain model file")
         from guidance_repro.train.checkpoint import load_model_file
@@ -165,13 +156,13 @@ class VARCCATask(_VARData):
             drop_path = cca_drop_path(int(cfg["depth"]))
         if not isinstance(drop_path, (int, float)) or drop_path < 0:
             raise ReproError(f"params.drop_path: 'paper' or a number >= 0, got {drop_path!r}")
-        cfg.update(class_dropout=self.class_dropout, drop_path=float(drop_path))
+        cfg.update(class_dropout=self.hp.class_dropout, drop_path=float(drop_path))
         self.cfg = VARConfig.from_dict(cfg, key=f"{inputs['pretrained']}:model_config")
         self.init_state = base_file["model"]
         self.reference = self._fresh()
         self.reference.requires_grad_(False)
         self.reference.train()  # dropout (drop-path) active in the reference too, as the official code
-        self.beta_eff = effective_beta(self.beta, self.beta_mode, self.cfg.seq_len)
+        self.beta_eff = effective_beta(self.hp.beta, self.hp.beta_mode, self.cfg.seq_len)
         self._load_data(inputs, self.cfg)
 
     def _fresh(self) -> nn.Module:
@@ -190,18 +181,9 @@ class VARCCATask(_VARData):
     def loss(self, model, batch, step):
         dev = next(model.parameters()).device
         codes, labels, x_in = batch["codes"].to(dev), batch["labels"].to(dev), batch["x_in"].to(dev)
-        pos, neg, masked = make_negatives(labels, self.cfg.num_classes, self.uncond_ratio)
         x2, i2 = torch.cat([x_in, x_in]), torch.cat([codes, codes])
-        c2 = unwrap(model).drop_labels(torch.cat([pos, neg]))  # [pos; neg] in one batch
-        logp = sequence_logp(model, i2, x2, c2)
-        self.reference.train()
-        with torch.no_grad():
-            ref = sequence_logp(self.reference, i2, x2, c2)
-        gap = logp - ref
-        B = len(codes)
-        loss = alignment_loss(self.method, gap[:B], gap[B:], masked, self.beta_eff, self.lam)
-        return loss, {"gap_pos": gap[:B].mean().item(), "gap_neg": gap[B:].mean().item(),
-                      "masked": masked.float().mean().item(), "beta_eff": self.beta_eff}
+        return alignment_step(model, self.reference, labels, self.cfg.num_classes, self.hp,
+                              self.beta_eff, lambda m, c2: sequence_logp(m, i2, x2, c2))
 
 
 def make_pretrain_task(params: dict, inputs: dict) -> VARPretrainTask:

@@ -3,7 +3,9 @@ the claims, all drawn from the metrics JSONs of the sampled points.
 
 Each metrics JSON (``evaluate`` output) carries the sampler's ``meta_json`` under
 ``protocol.sampler``; its keys ``family``, ``model``, ``method`` (pretrained | cfg | cca | cca_cfg),
-``cfg``, ``beta``, ``lam``, ``seconds_per_image`` identify the point. Figures, per family:
+``cfg``, ``beta``, ``lam``, ``seconds_per_image`` identify the point. The table's ``cfg`` column is the
+guidance scale of the point: CFG's s, or w for ``autoguidance`` (logits = guide + w·(main − guide),
+a smaller, shorter-trained guide GPT; the cross-method matrix, beyond the paper). Figures, per family:
 
 - Figure 1 style bars: per model, FID and IS without guidance, with CCA (guidance-free; the best
   CCA point of the model) and with CFG (the best CFG scale of the model);
@@ -26,7 +28,8 @@ from guidance_repro.io import atomic_path
 
 COLUMNS = ["family", "model", "method", "cfg", "beta", "lam", "fid", "is_mean", "is_std",
            "precision", "recall", "num_samples", "seconds_per_image"]
-METHODS = ("pretrained", "cfg", "cca", "cca_cfg", "dpo", "unlearning")  # last two: Table 3 baselines
+# dpo, unlearning: Table 3 baselines; autoguidance: the cross-method matrix (beyond the paper)
+METHODS = ("pretrained", "cfg", "cca", "cca_cfg", "dpo", "unlearning", "autoguidance")
 
 
 def _num(v):
@@ -47,8 +50,9 @@ def row_from_metrics(path: str | Path) -> dict:
         raise ReproError(f"{path}: metrics without fid or sampler tags {missing} (protocol.sampler)")
     if s["method"] not in METHODS:
         raise ReproError(f"{path}: method {s['method']!r} is not one of {', '.join(METHODS)}")
+    scale = s.get("w") if s["method"] == "autoguidance" else s.get("cfg")
     return {"family": s["family"], "model": str(s["model"]), "method": s["method"],
-            "cfg": _num(s.get("cfg")), "beta": _num(s.get("beta")), "lam": _num(s.get("lam")),
+            "cfg": _num(scale), "beta": _num(s.get("beta")), "lam": _num(s.get("lam")),
             "fid": _num(m.get("fid")), "is_mean": _num(m.get("is_mean")), "is_std": _num(m.get("is_std")),
             "precision": _num(m.get("precision")), "recall": _num(m.get("recall")),
             "num_samples": int(m["protocol"].get("num_samples", 0)),
@@ -140,7 +144,9 @@ def plot_bars(rows: list[dict], path: str | Path) -> None:
 
 
 def plot_tradeoff(rows: list[dict], path: str | Path) -> None:
-    """FID vs IS: CFG over its scale and CCA over λ (per β), for each family's swept models."""
+    """FID vs IS (Figure 4 style): CFG over its scale from the guidance-free point, CCA over λ (per
+    β), and CCA+CFG over the scale from its CCA point. Points are labelled with the family's own
+    scale (LlamaGen's s starts at 1, VAR's cfg at 0) or λ."""
     plt = _plt()
     fams = sorted({r["family"] for r in rows}) or ["(none)"]
     fig, axes = plt.subplots(1, len(fams), figsize=(5.5 * len(fams), 4.2), squeeze=False)
@@ -151,17 +157,19 @@ def plot_tradeoff(rows: list[dict], path: str | Path) -> None:
             cfg = sorted([r for r in mr if r["method"] == "cfg"], key=lambda r: r["cfg"])
             base = [r for r in mr if r["method"] == "pretrained"]
             if len(cfg) >= 2:
-                pts = base + cfg
-                ax.plot([r["is_mean"] for r in pts], [r["fid"] for r in pts], "o-", label=f"{model} CFG (scale)")
-                for r in pts:
-                    ax.annotate(f"{0 if r['method'] == 'pretrained' else r['cfg']:g}", (r["is_mean"], r["fid"]), fontsize=6)
+                _curve(ax, base + cfg, "o-", f"{model} CFG (scale)", lambda r: f"{r['cfg']:g}")
             cca = [r for r in mr if r["method"] == "cca"]
             for beta in sorted({r["beta"] for r in cca}):
                 pts = sorted([r for r in cca if r["beta"] == beta], key=lambda r: r["lam"])
                 if len(pts) >= 2:
-                    ax.plot([r["is_mean"] for r in pts], [r["fid"] for r in pts], "s--", label=f"{model} CCA β={beta:g} (λ)")
-                    for r in pts:
-                        ax.annotate(f"λ{r['lam']:g}", (r["is_mean"], r["fid"]), fontsize=6)
+                    _curve(ax, pts, "s--", f"{model} CCA β={beta:g} (λ)", lambda r: f"λ{r['lam']:g}")
+            both = [r for r in mr if r["method"] == "cca_cfg"]
+            for beta, lam in sorted({(r["beta"], r["lam"]) for r in both}):
+                start = [r for r in cca if (r["beta"], r["lam"]) == (beta, lam)]
+                pts = start + sorted([r for r in both if (r["beta"], r["lam"]) == (beta, lam)],
+                                     key=lambda r: r["cfg"])
+                _curve(ax, pts, "^:", f"{model} CCA+CFG β={beta:g} λ={lam:g} (scale)",
+                       lambda r: f"{r['cfg']:g}")
         ax.set_xlabel("IS")
         ax.set_ylabel("FID")
         ax.set_title(f"{fam}: FID–IS trade-off")
@@ -169,6 +177,12 @@ def plot_tradeoff(rows: list[dict], path: str | Path) -> None:
             ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
+
+
+def _curve(ax, pts: list[dict], style: str, label: str, text) -> None:
+    ax.plot([r["is_mean"] for r in pts], [r["fid"] for r in pts], style, label=label)
+    for r in pts:
+        ax.annotate(text(r), (r["is_mean"], r["fid"]), fontsize=6)
 
 
 def plot_beta(rows: list[dict], path: str | Path) -> None:
@@ -233,27 +247,42 @@ def claims(rows: list[dict], benchmark: dict | None = None) -> dict:
                 out.append({"family": fam, "model": model, "claim": "CCA lowers the guidance-free FID",
                             "pretrained_fid": base["fid"], "cca_fid": cca["fid"],
                             "cca_point": {"beta": cca["beta"], "lam": cca["lam"]},
+                            "test": "min FID(CCA over beta, lambda) < FID(no guidance)",
                             "holds": bool(cca["fid"] < base["fid"])})
             if cca and cfg:
                 out.append({"family": fam, "model": model,
                             "claim": "guidance-free CCA matches the best CFG FID",
                             "cca_fid": cca["fid"], "best_cfg_fid": cfg["fid"], "best_cfg_scale": cfg["cfg"],
                             "cca_is": cca["is_mean"], "best_cfg_is": cfg["is_mean"],
+                            "test": "min FID(CCA, guidance-free) <= min FID(CFG over s)",
                             "holds": bool(cca["fid"] <= cfg["fid"])})
     if benchmark:
         ratio = benchmark.get("cfg_over_guidance_free_time")
         out.append({"family": benchmark.get("family", ""), "model": benchmark.get("model", ""),
                     "claim": "guidance-free sampling costs about half of CFG",
                     "cfg_over_guidance_free_time": ratio,
+                    "test": "time(CFG) / time(guidance-free) >= 1.7 (sampling benchmark)",
                     "holds": bool(ratio is not None and ratio >= 1.7)})
     return {"claims": out, "rule": "CCA and CFG points are each model's best FID over the sweep; "
             "'matches' holds when the CCA FID is at most the best CFG FID; cost holds at a ratio >= 1.7"}
 
 
+def _measured(x: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in x.items()
+                     if k not in ("family", "model", "claim", "holds", "test"))
+
+
+def claims_rows(c: dict) -> list[dict]:
+    """The claims as rows of the slice claims CSV every experiment writes (report/claims.py):
+    experiment, model, claim, test, measured, holds."""
+    return [{"experiment": f"cca-{x['family']}", "model": x["model"], "claim": x["claim"],
+             "test": x.get("test", ""), "measured": _measured(x), "holds": bool(x["holds"])}
+            for x in c["claims"]]
+
+
 def claims_markdown(c: dict) -> str:
     lines = ["| family | model | claim | measured | holds |", "|---|---|---|---|---|"]
     for x in c["claims"]:
-        meas = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in x.items()
-                         if k not in ("family", "model", "claim", "holds"))
+        meas = _measured(x)
         lines.append(f"| {x['family']} | {x['model']} | {x['claim']} | {meas} | {'yes' if x['holds'] else 'no'} |")
     return "\n".join(lines) + f"\n\n{c['rule']}\n"
