@@ -11,9 +11,11 @@ CORES ?= all
 env:
 	@bash tools/setup-env.sh
 
-## reproduce: the default (toy) tier, every experiment, tables and figures in results/
+## reproduce: the default (toy) tier, every experiment, tables and figures in results/, then the
+## HTML report of that run (every figure with its caption, the claims table, the matrix)
 reproduce: env
 	snakemake --cores $(CORES)
+	snakemake --report results/report.html --cores 1
 
 ## smoke: the smoke tier on small subsets (what CI runs inside the test suite)
 smoke: env

@@ -20,6 +20,8 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/cca_var.smk"
 include: "workflow/rules/cca_llamagen.smk"
 include: "workflow/rules/autoguidance.smk"
+include: "workflow/rules/star.smk"
+include: "workflow/rules/report.smk"  # last: it gathers the slices above
 
 
 rule all:
@@ -30,6 +32,8 @@ rule all:
         rules.cca_var_all.input,
         rules.cca_llamagen_all.input,
         rules.autoguidance_all.input,
+        rules.star_all.input,
+        rules.report_all.input,
 
 
 onsuccess:

@@ -73,7 +73,7 @@ def test_guidance_config_errors():
     assert Guidance.from_dict({"method": "cfg", "scale": 2}).doubled
     assert not Guidance.from_dict(None).doubled
     with pytest.raises(ReproError, match="guidance.method"):
-        Guidance.from_dict({"method": "autoguidance"})
+        Guidance.from_dict({"method": "bogus"})
     with pytest.raises(ReproError, match="guidance.bogus"):
         Guidance.from_dict({"bogus": 1})
 

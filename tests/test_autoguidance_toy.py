@@ -36,6 +36,21 @@ def test_torch_score_equals_numpy(cls):
     assert np.allclose(got32, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
 
 
+def test_torch_score_chunks_scalar_sigma_and_class_b():
+    """The chunked evaluation gives the same numbers for any chunk size, a scalar σ and class B."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(scale=0.6, size=(131, 2))  # not a multiple of any chunk size used below
+    tree = TorchTree(1, dtype=torch.float64)
+    ref = tg.score(x, 0.07, cls=1)
+    for chunk in (TorchTree.CHUNK, 7, 1000):
+        tree.CHUNK = chunk
+        got = tree.score(torch.from_numpy(x), 0.07).numpy()
+        assert np.allclose(got, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+        lp = tree.log_prob(torch.from_numpy(x), torch.tensor(0.07, dtype=torch.float64)).numpy()
+        assert np.allclose(lp, tg.log_prob(x, 0.07, cls=1), rtol=1e-10, atol=1e-10)
+    assert tree.score(torch.zeros(0, 2, dtype=torch.float64), 0.1).shape == (0, 2)
+
+
 def test_torch_score_is_gradient_of_log_prob():
     tree = TorchTree(0, dtype=torch.float64)
     x = torch.tensor([[0.1, 0.2], [-0.3, 0.05], [0.4, 0.4]], dtype=torch.float64)
@@ -137,7 +152,7 @@ def test_train_and_figure_cli(tmp_path):
     result = json.loads(out["json"].read_text())
     assert set(result["panels"]) == {k for k, _, _ in panels.PANELS}
     assert len(result["claims"]) == 5 and out["png"].stat().st_size > 0
-    assert out["csv"].read_text().startswith("experiment,claim,test,holds")
+    assert out["csv"].read_text().startswith("experiment,claim,test,measured,holds")
     # a missing model: exit 2 with the file named (checked before any sampling)
     args[2] = str(tmp_path / "missing.pt")
     proc = subprocess.run([PYTHON, "-m", "guidance_repro", *args], cwd=ROOT, capture_output=True, text=True)

@@ -9,3 +9,7 @@ py=python
 [ -x .venv/bin/python ] && py=.venv/bin/python
 # shellcheck disable=SC2086
 "$py" -m snakemake --cores "${GUIDANCE_REPRO_CORES:-all}" ${GUIDANCE_REPRO_TARGETS:-}
+# The whole DAG (no target restriction): also the HTML report of the run, as `make reproduce` does.
+if [ -z "${GUIDANCE_REPRO_TARGETS:-}" ]; then
+    "$py" -m snakemake --report results/report.html --cores 1
+fi

@@ -23,10 +23,14 @@ COMMAND_MODULES = [
     "guidance_repro.toy2d.commands",
     "guidance_repro.edm.commands",
     "guidance_repro.models.var_commands",
+    "guidance_repro.models.star_commands",
     "guidance_repro.models.llamagen_commands",
     "guidance_repro.report.cca_commands",
+    "guidance_repro.report.star_commands",
     "guidance_repro.report.run_record",
     "guidance_repro.report.curves",
+    "guidance_repro.report.commands",
+    "guidance_repro.report.regression_commands",
 ]
 
 

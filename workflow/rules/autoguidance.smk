@@ -111,7 +111,11 @@ rule autoguidance_image_report:
             caption="../report/autoguidance_fmnist.rst",
             category="Autoguidance",
         ),
-        grid=f"{AG_IMG}/report/samples.png",
+        grid=report(
+            f"{AG_IMG}/report/samples.png",
+            caption="../report/autoguidance_fmnist_samples.rst",
+            category="Autoguidance",
+        ),
     log:
         f"{AG_IMG}/logs/report.log",
     params:

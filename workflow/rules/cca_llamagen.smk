@@ -1,7 +1,8 @@
 # CCA on LlamaGen-style next-token AR (toy tier: Fashion-MNIST): VQ tokenizer -> codes (once) ->
 # pretrain per model size -> CCA per size (main beta/lambda; lambda and beta sweeps, DPO and
 # unlearning baselines on one size) -> samples (guidance-free, CFG over its scale s, CCA
-# guidance-free, CCA+CFG) -> metrics -> table, figures, claims; tokenizer reconstruction FID; the
+# guidance-free, CCA+CFG; autoguidance with a small, short-trained guide GPT for the cross-method
+# matrix) -> metrics -> table, figures, claims; tokenizer reconstruction FID; the
 # sampling benchmark. Paper tier: strict checks of the official LlamaGen files (cca_llamagen.paper).
 
 
@@ -17,6 +18,7 @@ wildcard_constraints:
     lg_lam="[0-9.e+-]+",
     lg_cfg="[0-9.e+]+",
     lg_rep="(-seed[0-9]+)?",
+    lg_w="[0-9.e+]+",
 
 
 rule cca_llamagen_tokenizer:
@@ -112,6 +114,44 @@ rule cca_llamagen_sample:
         " {params.tags} --no-progress --out {output} > {log} 2>&1"
 
 
+rule cca_llamagen_autoguide:
+    input:
+        f"{CL_DIR}/codes-train.npz",
+    output:
+        f"{CL_DIR}/models/{{lg_model}}-autoguide.pt",
+    log:
+        f"{CL_DIR}/logs/autoguide-{{lg_model}}.log",
+    params:
+        p=cl_autoguide_params,
+        launch=train_launcher(CL["autoguide"]),
+    shell:
+        "{params.launch} --task llamagen-pretrain --params {params.p}"
+        " --input codes={input} --out {output} --no-progress > {log} 2>&1"
+
+
+rule cca_llamagen_sample_autoguidance:
+    input:
+        model=f"{CL_DIR}/models/{{lg_model}}-pretrained.pt",
+        guide=f"{CL_DIR}/models/{{lg_model}}-autoguide.pt",
+        tok=f"{CL_DIR}/tokenizer.pt",
+    output:
+        f"{CL_DIR}/samples/{{lg_model}}-autoguidance-w{{lg_w}}.npz",
+    log:
+        f"{CL_DIR}/logs/sample-{{lg_model}}-autoguidance-w{{lg_w}}.log",
+    params:
+        s=CL["sampling"],
+        n=CL_NUM,
+        seed=CL_EVAL["seed"],
+        cache=lambda w: "" if CL["sampling"]["method"] == "kv-cache" else "--no-cache",
+    shell:
+        "guidance-repro sample-ar --model {input.model} --tokenizer {input.tok}"
+        " --guide {input.guide} --w {wildcards.lg_w} --num {params.n}"
+        " --top-k {params.s[top_k]} --top-p {params.s[top_p]}"
+        " --temperature {params.s[temperature]} --batch-size {params.s[batch_size]}"
+        " --seed {params.seed} {params.cache} --tag model={wildcards.lg_model}"
+        " --tag method=autoguidance --no-progress --out {output} > {log} 2>&1"
+
+
 rule cca_llamagen_table:
     input:
         expand(f"{CL_DIR}/metrics/{{point}}.json", point=cl_points()),
@@ -127,11 +167,21 @@ rule cca_llamagen_figures:
     input:
         f"{CL_DIR}/table.csv",
     output:
-        bars=report(f"{CL_DIR}/figures/fig1_bars.png", category="CCA (LlamaGen)"),
-        tradeoff=report(
-            f"{CL_DIR}/figures/fig4_tradeoff.png", category="CCA (LlamaGen)"
+        bars=report(
+            f"{CL_DIR}/figures/fig1_bars.png",
+            caption="../report/cca_bars.rst",
+            category="CCA (LlamaGen)",
         ),
-        beta=report(f"{CL_DIR}/figures/beta_ablation.png", category="CCA (LlamaGen)"),
+        tradeoff=report(
+            f"{CL_DIR}/figures/fig4_tradeoff.png",
+            caption="../report/cca_tradeoff.rst",
+            category="CCA (LlamaGen)",
+        ),
+        beta=report(
+            f"{CL_DIR}/figures/beta_ablation.png",
+            caption="../report/cca_beta.rst",
+            category="CCA (LlamaGen)",
+        ),
     log:
         f"{CL_DIR}/logs/figures.log",
     shell:
@@ -143,7 +193,11 @@ rule cca_llamagen_grid:
     input:
         expand(f"{CL_DIR}/samples/{{point}}.npz", point=cl_grid_points()),
     output:
-        report(f"{CL_DIR}/figures/samples_grid.png", category="CCA (LlamaGen)"),
+        report(
+            f"{CL_DIR}/figures/samples_grid.png",
+            caption="../report/cca_grid.rst",
+            category="CCA (LlamaGen)",
+        ),
     log:
         f"{CL_DIR}/logs/grid.log",
     params:
@@ -179,13 +233,14 @@ rule cca_llamagen_claims:
         rec=f"{CL_DIR}/metrics/reconstruction-test.json",
     output:
         json=f"{CL_DIR}/claims.json",
-        md=report(f"{CL_DIR}/claims.md", category="CCA (LlamaGen)"),
+        md=f"{CL_DIR}/claims.md",
+        csv=f"{CL_DIR}/claims.csv",
     log:
         f"{CL_DIR}/logs/claims.log",
     shell:
         "guidance-repro cca-claims --table {input.table} --benchmark {input.bench}"
         " --reconstruction {input.rec} --out {output.json} --markdown {output.md}"
-        " > {log} 2>&1"
+        " --csv {output.csv} > {log} 2>&1"
 
 
 rule cca_llamagen_check_official:

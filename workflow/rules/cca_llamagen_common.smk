@@ -67,7 +67,21 @@ def cl_points():
         for m in cl_models()
         for g in s["cca_cfg_scales"]
     ]
+    out += cl_autoguidance_points()
     return sorted(set(out))
+
+
+def cl_autoguidance_points():
+    """AR autoguidance of the sweep model (cross-method matrix): <model>-autoguidance-w<w>."""
+    m = cl_sweep_model()
+    return [f"{m}-autoguidance-w{cl_num(w)}" for w in CL["autoguide"]["ws"]]
+
+
+def cl_autoguide_params(wildcards):
+    """The guide: the main model's spec with `autoguide.model` overrides, trained shorter."""
+    a = CL["autoguide"]
+    spec = {**cl_gpt_config(wildcards.lg_model), **a["model"]}
+    return as_json({"model": spec, "train": cl_train(a)})
 
 
 def cl_noise_points():

@@ -134,9 +134,21 @@ rule cca_var_figures:
     input:
         f"{CV_DIR}/table.csv",
     output:
-        bars=report(f"{CV_DIR}/figures/fig1_bars.png", category="CCA (VAR)"),
-        tradeoff=report(f"{CV_DIR}/figures/fig4_tradeoff.png", category="CCA (VAR)"),
-        beta=report(f"{CV_DIR}/figures/beta_ablation.png", category="CCA (VAR)"),
+        bars=report(
+            f"{CV_DIR}/figures/fig1_bars.png",
+            caption="../report/cca_bars.rst",
+            category="CCA (VAR)",
+        ),
+        tradeoff=report(
+            f"{CV_DIR}/figures/fig4_tradeoff.png",
+            caption="../report/cca_tradeoff.rst",
+            category="CCA (VAR)",
+        ),
+        beta=report(
+            f"{CV_DIR}/figures/beta_ablation.png",
+            caption="../report/cca_beta.rst",
+            category="CCA (VAR)",
+        ),
     log:
         f"{CV_DIR}/logs/figures.log",
     shell:
@@ -148,7 +160,11 @@ rule cca_var_grid:
     input:
         expand(f"{CV_DIR}/samples/{{point}}.npz", point=cv_grid_points()),
     output:
-        report(f"{CV_DIR}/figures/samples_grid.png", category="CCA (VAR)"),
+        report(
+            f"{CV_DIR}/figures/samples_grid.png",
+            caption="../report/cca_grid.rst",
+            category="CCA (VAR)",
+        ),
     log:
         f"{CV_DIR}/logs/grid.log",
     params:
@@ -164,11 +180,12 @@ rule cca_var_claims:
     output:
         json=f"{CV_DIR}/claims.json",
         md=f"{CV_DIR}/claims.md",
+        csv=f"{CV_DIR}/claims.csv",
     log:
         f"{CV_DIR}/logs/claims.log",
     shell:
         "guidance-repro cca-claims --table {input} --out {output.json}"
-        " --markdown {output.md} > {log} 2>&1"
+        " --markdown {output.md} --csv {output.csv} > {log} 2>&1"
 
 
 rule cca_var_check_official:

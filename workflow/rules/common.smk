@@ -115,3 +115,39 @@ def evaluator_kind(wildcards):
 def training_log(wildcards):
     """The JSON-lines log the training loop writes beside a model file."""
     return f"{wildcards.model}.pt.log.jsonl"
+
+
+# Evaluator and reference statistics of each experiment the shared `evaluate` rule measures
+# (kind, evaluator file, reference stats); Fashion-MNIST experiments use the toy classifier.
+EVALUATE_SETUPS = {
+    "star": (
+        "toy-composition",
+        "results/evaluators/composition.pt",
+        "results/reference/compositions-eval.toy-composition.npz",
+    ),
+}
+FMNIST_SETUP = (
+    "toy-classifier",
+    "results/evaluators/classifier.pt",
+    "results/reference/fashion_mnist-test.toy-classifier.npz",
+)
+
+
+def evaluate_kind(wildcards):
+    return EVALUATE_SETUPS.get(wildcards.experiment, FMNIST_SETUP)[0]
+
+
+def evaluate_evaluator(wildcards):
+    return EVALUATE_SETUPS.get(wildcards.experiment, FMNIST_SETUP)[1]
+
+
+def evaluate_reference(wildcards):
+    return EVALUATE_SETUPS.get(wildcards.experiment, FMNIST_SETUP)[2]
+
+
+def evaluate_metrics(wildcards):
+    """evaluation.metrics, less IS where the evaluator has no classifier head (composition)."""
+    names = config["evaluation"]["metrics"].split(",")
+    if evaluate_kind(wildcards) == "toy-composition":
+        names = [m for m in names if m != "is"]
+    return ",".join(names)

@@ -29,9 +29,12 @@ def collect(paths: list[str]) -> pd.DataFrame:
         meta = r.get("protocol", {}).get("sampler")
         if not meta or "method" not in meta:
             raise ReproError(f"{p}: metrics without the sampler's method/guide/w (protocol.sampler)")
+        n = r["protocol"].get("num_samples")
         rows.append({"method": meta["method"], "guide": meta.get("guide") or "", "w": float(meta["w"]),
                      "fid": r.get("fid"), "precision": r.get("precision"), "recall": r.get("recall"),
-                     "num_samples": r["protocol"].get("num_samples"), "metrics_file": str(p)})
+                     "num_samples": n, "metrics_file": str(p),
+                     # measured by the sampling job (samples meta): the matrix's sampling cost
+                     "seconds_per_image": meta["seconds"] / n if meta.get("seconds") and n else None})
     df = pd.DataFrame(rows)
     return df.sort_values(["method", "guide", "w"]).reset_index(drop=True)
 

@@ -12,6 +12,11 @@ Every method of the autoguidance experiments is this combination with a differen
 - CFG: the guide is the unconditional model (it receives the label and ignores it);
 - naive score scaling ("truncation", Fig. 1): the guide is the identity D0(x) = x, because
   x + w·(D1 − x) = x + σ²·w·∇log p1, i.e. the score multiplied by w.
+
+The same ``combine`` guides next-token AR models (beyond the paper; the cross-method matrix):
+logits = guide + w·(main − guide), where the guide is a smaller, shorter-trained GPT called with
+the same class label and prefix (``sampling/ar.py``). It has the form of LlamaGen's CFG
+u + s·(c − u), with the guide in place of the unconditional branch.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.T
 
 
 def combine(d_guide: torch.Tensor, d_main: torch.Tensor, w: float) -> torch.Tensor:
-    """D0 + w·(D1 − D0) in float32 or wider (edm2 lerps both outputs cast to float32)."""
+    """D0 + w·(D1 − D0) in float32 or wider (edm2 lerps both outputs cast to float32).
+
+    Denoiser outputs (diffusion) or next-token logits (AR): one formula for both."""
     dtype = torch.promote_types(torch.promote_types(d_main.dtype, d_guide.dtype), torch.float32)
     return torch.lerp(d_guide.to(dtype), d_main.to(dtype), float(w))
 

@@ -13,12 +13,13 @@ import torch
 
 from guidance_repro.errors import ReproError
 
-METHODS = ("none", "cfg")
+METHODS = ("none", "cfg", "autoguidance")
 
 
 @dataclass(frozen=True)
 class Guidance:
-    """Which guidance a sampler applies: ``none`` (a CCA model is sampled this way) or ``cfg``."""
+    """Which guidance a sampler applies: ``none`` (a CCA model is sampled this way), ``cfg``, or
+    ``autoguidance`` (scale = w; the sampler is handed the guide model, ``guidance.autoguidance``)."""
     method: str = "none"
     scale: float = 1.0
 

@@ -75,23 +75,35 @@ def _sample(args: argparse.Namespace) -> None:
                          f"the tokenizer {tok.cfg.codebook_size} codes on a {tok.cfg.grid}-grid")
     # s = 1 is no guidance (u + 1(c - u) = c): sample the single batch, as a CCA model is sampled.
     guidance = Guidance("cfg", args.cfg) if args.cfg != 1.0 else Guidance("none")
+    guide = None
+    if args.guide:  # autoguidance: logits = guide + w(main - guide); w = 1 is the main model alone
+        if args.cfg != 1.0:
+            raise ReproError(f"--guide: autoguidance and CFG (--cfg {args.cfg:g}) are not combined here")
+        guide = load_gpt(args.guide)
+        guidance = Guidance("autoguidance", args.w)
+    elif args.w != 1.0:
+        raise ReproError(f"--w {args.w:g}: an autoguidance weight needs --guide")
     scfg = ar.SamplerConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                             batch_size=args.batch_size, use_cache=not args.no_cache)
     t0 = time.perf_counter()
-    out = ar.sample_images(model, tok, args.num, guidance, scfg, args.seed, progress=not args.no_progress)
+    out = ar.sample_images(model, tok, args.num, guidance, scfg, args.seed, progress=not args.no_progress,
+                           guide=guide)
     seconds = time.perf_counter() - t0
     tags = parse_tags(args.tag)
     meta = {"family": "llamagen", "sampler": "next-token", "model_file": str(args.model),
             "tokenizer_file": str(args.tokenizer), "cfg": float(args.cfg),
             "cfg_convention": "LlamaGen: logits = u + s(c - u); s = 1 is no guidance",
-            "guidance": guidance.method, "top_k": args.top_k, "top_p": args.top_p,
+            "guidance": guidance.method, "guide_file": str(args.guide or ""), "w": float(args.w),
+            "forward_passes_per_token": 1 if guidance.method == "none" else 2,
+            "top_k": args.top_k, "top_p": args.top_p,
             "temperature": args.temperature, "seed": args.seed, "num": args.num,
             "batch_size": args.batch_size, "use_cache": not args.no_cache,
             "threads": torch.get_num_threads(), "seconds": seconds,
             "seconds_per_image": seconds / args.num, "class_balanced": True,
             "beta": None, "lam": None, **tags}
     samples_io.write(args.out, out["images"], out["labels"], meta=meta)
-    print(f"[sample-ar] {args.num} images, {guidance.method} s={args.cfg:g}, {seconds:.1f} s -> {args.out}")
+    scale = args.w if guide is not None else args.cfg
+    print(f"[sample-ar] {args.num} images, {guidance.method} {scale:g}, {seconds:.1f} s -> {args.out}")
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -169,6 +181,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--num", type=int, required=True)
     p.add_argument("--cfg", type=float, default=1.0, help="LlamaGen CFG scale s; 1 = no guidance")
+    p.add_argument("--guide", default="", help="autoguidance: the guide GPT (smaller, shorter-trained)")
+    p.add_argument("--w", type=float, default=1.0, help="autoguidance weight; 1 = the main model alone")
     p.add_argument("--top-k", type=int, default=0, help="0 = off")
     p.add_argument("--top-p", type=float, default=1.0, help="1 = off")
     p.add_argument("--temperature", type=float, default=1.0)

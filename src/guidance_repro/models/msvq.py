@@ -270,15 +270,17 @@ def load_msvq(path: str | Path) -> MSVQModel:
 
 def load_images(inputs: dict, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """(images, labels) of ``inputs['data']``: Fashion-MNIST (``{split}_images``) or any dataset
-    .npz with ``{split}_images``/``{split}_labels`` arrays (e.g. the 32x32 RGB compositions)."""
+    .npz with a ``{split}_images`` array (e.g. the 32x32 RGB compositions; labels -1 if absent)."""
     if "data" not in inputs:
         raise ReproError("inputs.data: the tokenizer needs an image dataset artifact")
     path = Path(inputs["data"])
     try:
         with np.load(path) as z:
-            images, labels = z[f"{split}_images"], z[f"{split}_labels"]
+            images = z[f"{split}_images"]
+            # captioned data sets (compositions) have no labels: -1
+            labels = z[f"{split}_labels"] if f"{split}_labels" in z.files else np.full(len(images), -1)
     except (OSError, KeyError, ValueError) as exc:
-        raise ReproError(f"{path}: no {split}_images/{split}_labels arrays ({exc})") from None
+        raise ReproError(f"{path}: no {split}_images array ({exc})") from None
     return images, labels.astype(np.int64)
 
 

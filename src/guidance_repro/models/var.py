@@ -29,6 +29,7 @@ from torch import nn
 
 from guidance_repro.errors import ReproError
 from guidance_repro.models.config import build_config
+from guidance_repro.models.rope2d import apply_rope
 
 
 @dataclass
@@ -113,7 +114,9 @@ class SelfAttention(nn.Module):
             self.scale_mul_1H11 = nn.Parameter(torch.full((1, self.H, 1, 1), math.log(4.0)))
         self.kv = None  # (k, v) of the scales seen so far, while sampling with the cache
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, rope=None):
+        """``rope``: rotation angles (L, head_dim / 2) of x's positions (STAR's normalized 2-D
+        RoPE, models/rope2d.py) applied to q and k; VAR itself passes none."""
         B, L, C = x.shape
         bias = torch.cat([self.q_bias, self.zero_k_bias, self.v_bias])
         q, k, v = F.linear(x, self.mat_qkv.weight, bias).view(B, L, 3, self.H, self.hd).permute(2, 0, 3, 1, 4)
@@ -122,6 +125,8 @@ class SelfAttention(nn.Module):
             k, scale = F.normalize(k, dim=-1), 1.0
         else:
             scale = self.hd ** -0.5
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         if self.kv is not None:  # sampling: a new scale sees the cached coarser scales and itself
             if self.kv[0] is not None:
                 k, v = torch.cat([self.kv[0], k], 2), torch.cat([self.kv[1], v], 2)

@@ -3,7 +3,8 @@
 
     guidance-repro cca-table --metrics a.json b.json ... --out results/cca/var/table.csv
     guidance-repro cca-figures --table table.csv --bars f1.png --tradeoff f4.png --beta beta.png
-    guidance-repro cca-claims --table table.csv [--benchmark bench.json] --out claims.json --markdown claims.md
+    guidance-repro cca-claims --table table.csv [--benchmark bench.json] --out claims.json \
+        --markdown claims.md --csv claims.csv
     guidance-repro sample-grid --samples a.npz b.npz --titles A B --out grid.png
 """
 
@@ -53,6 +54,9 @@ def _claims(args):
     write_json(args.out, c)
     with atomic_path(args.markdown, suffix=".md.tmp") as tmp:
         tmp.write_text(cf.claims_markdown(c) + md_extra)
+    if args.csv:
+        from guidance_repro.report.claims import write_slice_csv
+        write_slice_csv(cf.claims_rows(c), args.csv)
     print(f"[cca-claims] {sum(x['holds'] for x in c['claims'])}/{len(c['claims'])} hold -> {args.out}")
 
 
@@ -82,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reconstruction", default="", help="metrics JSON of the tokenizer reconstruction")
     p.add_argument("--out", required=True)
     p.add_argument("--markdown", required=True)
+    p.add_argument("--csv", default="", help="the claims as a slice claims CSV (report/claims.py)")
     p.set_defaults(func=_claims)
 
     p = sub.add_parser("sample-grid", help="grid of class-balanced samples, one block per file")

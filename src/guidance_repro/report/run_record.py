@@ -57,6 +57,7 @@ def record(config: dict) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
+        "command": sys.argv,  # under Snakemake's onsuccess: the snakemake command line of the run
         "python": sys.version.split()[0],
         "packages": versions,
         "hardware": hardware(),

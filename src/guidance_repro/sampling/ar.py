@@ -3,7 +3,9 @@
 One code path for every guidance method: ``Guidance(method="cfg")`` doubles the batch as
 [cond; uncond] (uncond = the null class) and combines logits with ``guidance.cfg`` before
 temperature and truncation, as LlamaGen does; ``none`` (also how a CCA model is sampled) runs the
-batch once. ``use_cache=False`` recomputes the whole prefix at every step (for the equality test
+batch once; ``autoguidance`` (scale = w) runs a second, smaller GPT (the guide) on the same labels
+and tokens, with its own KV cache, and combines logits = guide + w·(main − guide) with
+``guidance.autoguidance.combine``. ``use_cache=False`` recomputes the whole prefix at every step (for the equality test
 and the speed benchmark); with the same seed both paths draw the same tokens.
 
 Randomness: one ``torch.Generator`` (CPU) seeded per call draws a uniform number per image and
@@ -19,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from guidance_repro.errors import ReproError
+from guidance_repro.guidance.autoguidance import combine as autoguidance_combine
 from guidance_repro.guidance.cfg import Guidance, split_and_combine
 
 
@@ -69,11 +72,28 @@ def draw(logits: torch.Tensor, cfg: SamplerConfig, u: torch.Tensor) -> torch.Ten
     return idx.squeeze(-1).clamp_(max=logits.shape[-1] - 1)
 
 
+def _check_guide(model, guide, guidance: Guidance):
+    if guidance.method != "autoguidance":
+        if guide is not None:
+            raise ReproError(f"guide model given for guidance method {guidance.method!r} (autoguidance only)")
+        return None
+    if guide is None:
+        raise ReproError("guidance method autoguidance: a guide model is required")
+    for key in ("vocab_size", "grid", "num_classes"):
+        if getattr(guide.cfg, key) != getattr(model.cfg, key):
+            raise ReproError(f"autoguidance: guide {key} {getattr(guide.cfg, key)} != main model's "
+                             f"{getattr(model.cfg, key)}")
+    guide.eval()
+    return guide
+
+
 @torch.no_grad()
 def sample_batch(model, labels: torch.Tensor, guidance: Guidance, cfg: SamplerConfig,
-                 generator: torch.Generator, return_logits: bool = False):
-    """Codes (B, N) for labels (B,); with ``return_logits`` also the guided logits (B, N, V)."""
+                 generator: torch.Generator, return_logits: bool = False, guide=None):
+    """Codes (B, N) for labels (B,); with ``return_logits`` also the guided logits (B, N, V).
+    ``guide``: the guide GPT of ``Guidance("autoguidance", w)`` (same labels, same tokens)."""
     model.eval()
+    guide = _check_guide(model, guide, guidance)
     dev = next(model.parameters()).device
     labels = labels.to(dev)
     B, N = len(labels), model.cfg.seq_len
@@ -82,27 +102,33 @@ def sample_batch(model, labels: torch.Tensor, guidance: Guidance, cfg: SamplerCo
     uniforms = torch.rand(B, N, generator=generator)  # drawn up front: independent of the path
     codes = torch.zeros(B, N, dtype=torch.long, device=dev)
     all_logits = []
+    nets = [model] if guide is None else [model, guide]
     if cfg.use_cache:
-        model.setup_cache(len(labels), device=dev, dtype=next(model.parameters()).dtype)
+        for net in nets:
+            net.setup_cache(len(labels), device=dev, dtype=next(net.parameters()).dtype)
     try:
         for t in range(N):
             prev = codes[:, t - 1] if t > 0 else None
             if guidance.doubled and prev is not None:
                 prev = torch.cat([prev, prev])
             if cfg.use_cache:
-                logits = model.step(labels, prev, t)
+                out = [net.step(labels, prev, t) for net in nets]
             else:  # recompute everything: feed codes[:, :t] plus a dummy slot for position t
                 seq = codes[:, :t + 1]
                 if guidance.doubled:
                     seq = torch.cat([seq, seq])
-                logits = model(seq, labels)[:, -1]
+                out = [net(seq, labels)[:, -1] for net in nets]
+            logits = out[0]
             if guidance.doubled:
                 logits = split_and_combine(logits, guidance.scale)
+            elif guide is not None:
+                logits = autoguidance_combine(out[1], logits, guidance.scale)
             codes[:, t] = draw(logits, cfg, uniforms[:, t])
             if return_logits:
                 all_logits.append(logits)
     finally:
-        model.clear_cache()
+        for net in nets:
+            net.clear_cache()
     return (codes, torch.stack(all_logits, 1)) if return_logits else codes
 
 
@@ -113,7 +139,7 @@ def class_balanced_labels(n: int, num_classes: int, seed: int) -> np.ndarray:
 
 
 def sample_codes(model, labels: np.ndarray, guidance: Guidance, cfg: SamplerConfig, seed: int,
-                 progress: bool = True) -> np.ndarray:
+                 progress: bool = True, guide=None) -> np.ndarray:
     """Codes (n, N) int64 for ``labels``, in batches, from one seeded generator."""
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= model.cfg.num_classes):
@@ -121,14 +147,15 @@ def sample_codes(model, labels: np.ndarray, guidance: Guidance, cfg: SamplerConf
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in tqdm(range(0, len(labels), cfg.batch_size), desc="sample", disable=not progress):
-        out.append(sample_batch(model, torch.from_numpy(labels[i:i + cfg.batch_size]), guidance, cfg, g).cpu())
+        batch = torch.from_numpy(labels[i:i + cfg.batch_size])
+        out.append(sample_batch(model, batch, guidance, cfg, g, guide=guide).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, model.cfg.seq_len), np.int64)
 
 
 def sample_images(model, tokenizer, n: int, guidance: Guidance, cfg: SamplerConfig, seed: int,
-                  progress: bool = True) -> dict[str, np.ndarray]:
+                  progress: bool = True, guide=None) -> dict[str, np.ndarray]:
     """Class-balanced samples decoded by the VQ tokenizer: the samples-file arrays
     {'images': uint8 (n, H, W, C), 'labels': int64 (n,)}."""
     labels = class_balanced_labels(n, model.cfg.num_classes, seed)
-    codes = sample_codes(model, labels, guidance, cfg, seed, progress)
+    codes = sample_codes(model, labels, guidance, cfg, seed, progress, guide=guide)
     return {"images": tokenizer.decode(codes), "labels": labels}

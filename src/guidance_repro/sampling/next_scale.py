@@ -38,16 +38,26 @@ def sample_batch(model, tokenizer, labels: torch.Tensor, guidance: Guidance, cfg
                  generator: torch.Generator, return_logits: bool = False):
     """(tokens (B, L), f̂ (B, d, G, G)) for labels (B,); with ``return_logits`` also the guided
     logits (B, L, V)."""
+    B, labels = len(labels), labels.to(next(model.parameters()).device)
+    if guidance.doubled:
+        labels = torch.cat([labels, torch.full_like(labels, model.null_class)])
+    return sample_scales(model, tokenizer, model.class_emb(labels), B, guidance, cfg, generator, return_logits)
+
+
+@torch.no_grad()
+def sample_scales(model, tokenizer, cond, B: int, guidance: Guidance, cfg: SamplerConfig,
+                  generator: torch.Generator, return_logits: bool = False):
+    """The next-scale loop for any conditioning ``cond`` the model's ``embed``/``run`` take (VAR:
+    class embeddings; STAR: models/star.py TextCond), batch B; with guidance ``cond`` already holds
+    [cond; uncond] (2B rows)."""
+    if guidance.method == "autoguidance":  # a guide path exists only for next-token AR (sampling/ar.py)
+        raise ReproError("next-scale sampler: autoguidance is not implemented for VAR-style models")
     model.eval()
     dev = next(model.parameters()).device
     pn = model.cfg.patch_nums
-    S, B, L = len(pn), len(labels), model.cfg.seq_len
-    labels = labels.to(dev)
+    S, L = len(pn), model.cfg.seq_len
     doubled = guidance.doubled
-    if doubled:
-        labels = torch.cat([labels, torch.full_like(labels, model.null_class)])
     uniforms = torch.rand(B, L, generator=generator)
-    cond = model.class_emb(labels)
     G = tokenizer.cfg.grid
     f_hat = torch.zeros(B, tokenizer.cfg.code_dim, G, G, device=dev)
     tokens = torch.zeros(B, L, dtype=torch.long, device=dev)
@@ -113,4 +123,4 @@ def sample_images(model, tokenizer, labels: np.ndarray, guidance: Guidance, cfg:
             "tokens": np.concatenate(tokens) if tokens else np.zeros((0, model.cfg.seq_len), np.int64)}
 
 
-__all__ = ["cfg_ramp", "sample_batch", "sample_images", "class_balanced_labels", "SamplerConfig"]
+__all__ = ["cfg_ramp", "sample_batch", "sample_scales", "sample_images", "class_balanced_labels", "SamplerConfig"]

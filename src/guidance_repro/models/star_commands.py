@@ -1,0 +1,230 @@
+"""CLI commands of the toy STAR: ``star-encode``, ``star-sample``, ``star-scores``.
+
+    guidance-repro star-encode --tokenizer T.pt --data compositions.npz --split train \
+        --image-size 16 --patch-nums 1,2,3,4 --out tokens-low.npz
+    guidance-repro star-sample --model M.pt --tokenizer T.pt --text-encoder E.pt \
+        --data compositions.npz --split eval --num 1000 --cfg 2 --out s.npz --tag pos=rope
+    guidance-repro star-scores --samples s.npz --judge judge_clip.pt \
+        --evaluator composition.pt --data compositions.npz --split eval --out scores.json
+
+``star-sample`` draws one image per prompt (MJHQ protocol, star.md §5) for the first ``--num``
+captions of a compositions split; the samples file's ``labels`` are the prompts' categories (the
+class of the first item, models/star_text.py) and ``meta_json`` holds the sampler settings, the
+seconds per image and the ``--tag`` values. ``--patch-nums`` samples a model on another schedule
+than it was trained on (the resolution step with no fine-tuning, models/star.py
+``change_schedule``). ``star-scores`` writes the CLIP score (raw cosine, judge CLIP) and the
+per-category FID (composition evaluator features; reference = the split's images of the category).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from guidance_repro.data.samples import parse_tags
+from guidance_repro.errors import ReproError
+from guidance_repro.io import save_npz
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ReproError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def _threads(n: int) -> None:
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from guidance_repro.models.star_tasks import encode_split
+    _threads(args.threads)
+    arrays = encode_split(args.tokenizer, args.data, args.split, args.image_size,
+                          _ints(args.patch_nums, "--patch-nums"), args.num)
+    save_npz(args.out, **arrays)
+    print(f"[star-encode] {len(arrays['codes'])} {args.split} images at {args.image_size}px -> "
+          f"{arrays['codes'].shape[1]} tokens each -> {args.out}")
+
+
+@torch.no_grad()
+def sample_prompts(model, tokenizer, text, captions, guidance, scfg, seed: int, progress: bool = True):
+    """uint8 images (n, H, W, C) for ``captions``, one per prompt; the CFG branch is the empty prompt."""
+    from tqdm import tqdm
+
+    from guidance_repro.models.star import TextCond
+    from guidance_repro.models.vq import tensor_to_images
+    from guidance_repro.sampling import next_scale as ns
+    g = torch.Generator().manual_seed(seed)
+    empty = text.empty()
+    images = []
+    for i in tqdm(range(0, len(captions), scfg.batch_size), desc="star sample", disable=not progress):
+        cond = text.encode(captions[i:i + scfg.batch_size])
+        B = len(cond.pooled)
+        if guidance.doubled:
+            cond = TextCond.cat([cond, TextCond(*(t.expand(B, *t.shape[1:]) for t in empty))])
+        _, f_hat = ns.sample_scales(model, tokenizer, cond, B, guidance, scfg, g)
+        images.append(tensor_to_images(tokenizer.decode_fhat(f_hat).cpu()))
+    return np.concatenate(images)
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from guidance_repro.data import compositions
+    from guidance_repro.data import samples as samples_io
+    from guidance_repro.guidance.cfg import Guidance
+    from guidance_repro.models.star import STAR, change_schedule
+    from guidance_repro.models.star_tasks import load_star, tokenizer_at
+    from guidance_repro.models.star_text import ToyTextEncoder, first_item_class
+    from guidance_repro.sampling.ar import SamplerConfig
+    _threads(args.threads)
+    model = load_star(args.model)
+    if args.patch_nums:
+        state, cfg = change_schedule(model.state_dict(), model.cfg, _ints(args.patch_nums, "--patch-nums"))
+        model = STAR(cfg)
+        model.load_state_dict(state)
+        model.eval()
+    text = ToyTextEncoder(args.text_encoder, "--text-encoder")
+    if text.dim != model.cfg.text_dim or text.context_length != model.cfg.text_len:
+        raise ReproError(f"--text-encoder: {args.text_encoder} gives {text.dim}-d x {text.context_length} "
+                         f"text, the model expects {model.cfg.text_dim}-d x {model.cfg.text_len}")
+    from guidance_repro.models.msvq import load_msvq
+    down = load_msvq(args.tokenizer).cfg.downsample
+    size = model.cfg.patch_nums[-1] * down
+    tok = tokenizer_at(args.tokenizer, size, model.cfg.patch_nums)
+    d = compositions.load(args.data, args.split)
+    if not 1 <= args.num <= len(d["captions"]):
+        raise ReproError(f"--num: must be in 1..{len(d['captions'])} (captions of split {args.split}), got {args.num}")
+    captions, cats = d["captions"][:args.num], first_item_class(d["item_class"])[:args.num]
+    guidance = Guidance("cfg", args.cfg) if args.cfg != 0 else Guidance("none")
+    scfg = SamplerConfig(temperature=1.0, top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size,
+                         use_cache=True)
+    t0 = time.perf_counter()
+    images = sample_prompts(model, tok, text, captions, guidance, scfg, args.seed, not args.no_progress)
+    seconds = time.perf_counter() - t0
+    meta = {"family": "star", "sampler": "next-scale", "model_file": str(args.model), "cfg": float(args.cfg),
+            "cfg_convention": "VAR ramp t = cfg*si/(S-1); logits = (1+t)c - t u; u = empty prompt",
+            "guidance": guidance.method, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
+            "num": args.num, "prompts": f"{args.split} captions 0..{args.num - 1}", "resolution": size,
+            "patch_nums": list(model.cfg.patch_nums), "positions": model.cfg.positions,
+            "threads": torch.get_num_threads(), "seconds": seconds, "seconds_per_image": seconds / args.num,
+            "text_encoder_sha256": text.sha256, **parse_tags(args.tag)}
+    samples_io.write(args.out, images, cats, captions, meta)
+    print(f"[star-sample] {args.num} images at {size}px, cfg {args.cfg}, {seconds:.1f} s -> {args.out}")
+
+
+def per_category_fid(gen_feats: np.ndarray, gen_cats: np.ndarray, ref_feats: np.ndarray,
+                     ref_cats: np.ndarray, names) -> dict:
+    """FID per category between generated and reference features of that category (None: < 2 images)."""
+    from guidance_repro.metrics.fid import fid_from_features
+    out = {}
+    for c, name in enumerate(names):
+        g, r = gen_feats[gen_cats == c], ref_feats[ref_cats == c]
+        # fewer than 2 images of a category (tiny smoke runs): no covariance, no FID (null)
+        fid = fid_from_features(g, r) if len(g) >= 2 and len(r) >= 2 else None
+        out[str(name)] = {"fid": fid, "n": int(len(g)), "n_reference": int(len(r))}
+    return out
+
+
+def _scores(args: argparse.Namespace) -> None:
+    from guidance_repro.data import compositions
+    from guidance_repro.data import samples as samples_io
+    from guidance_repro.data.fashion_mnist import CAPTION_NAMES
+    from guidance_repro.io import write_json
+    from guidance_repro.metrics.clip_score import clip_score, load_scorer
+    from guidance_repro.metrics.features import get_extractor
+    from guidance_repro.models.star_text import first_item_class
+    _threads(args.threads)
+    s = samples_io.read(args.samples)
+    if s.captions is None:
+        raise ReproError(f"{args.samples}: no captions, no CLIP score")
+    scorer = load_scorer("toy-judge", args.judge)
+    scorer.progress = False
+    clip = clip_score(scorer, s.images, s.captions, "raw")
+    d = compositions.load(args.data, args.split)
+    ex = get_extractor("toy-composition", args.evaluator)
+    ref_f = np.asarray(ex.features(d["images"]), np.float32)
+    gen_f = np.asarray(ex.features(s.images), np.float32)
+    cats = per_category_fid(gen_f, s.labels, ref_f, first_item_class(d["item_class"]), CAPTION_NAMES)
+    result = {"clip_score": clip["clip_score"], "clip_score_std": clip["std"], "clip_variant": "raw",
+              "clip_model": "toy-judge", "clip_model_sha256": clip["model_sha256"], "n": clip["n"],
+              "category_fid": cats, "category_fid_mean": float(np.mean([v["fid"] for v in cats.values() if v["fid"] is not None])),
+              "evaluator": ex.name, "evaluator_sha256": ex.sha256, "reference": f"{args.data}:{args.split}",
+              "sampler": s.meta, "samples": str(args.samples)}
+    write_json(args.out, result)
+    print(f"[star-scores] CLIP {clip['clip_score']:.4f}, mean category FID "
+          f"{result['category_fid_mean']:.2f} -> {args.out}")
+
+
+def _check_paper(args: argparse.Namespace) -> None:
+    """Paper tier (MJHQ-30K): every local input named in ``star.paper`` exists and loads."""
+    from pathlib import Path
+
+    from guidance_repro.data.mjhq import read_meta
+    from guidance_repro.io import write_json
+    from guidance_repro.models.star_text import SD21TextEncoder
+    for key, path in (("star.paper.star_checkpoint", args.star), ("star.paper.vae_checkpoint", args.vae),
+                      ("star.paper.mjhq_images", args.images)):
+        if not path or not Path(path).exists():
+            raise ReproError(f"{key}: {path!r} not found (local files only; nothing is downloaded)")
+    if not args.meta or not Path(args.meta).is_file():
+        raise ReproError(f"star.paper.mjhq_meta: {args.meta!r} not found")
+    entries = read_meta(args.meta)
+    enc = SD21TextEncoder(args.text_encoder, "star.paper.text_encoder_dir")
+    write_json(args.out, {"prompts": len(entries), "text_encoder": str(args.text_encoder), "text_dim": enc.dim,
+                          "star_checkpoint": args.star, "vae_checkpoint": args.vae})
+    print(f"[star-check-paper] {len(entries)} MJHQ prompts, text encoder {enc.dim}-d -> {args.out}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("star-check-paper", help="paper tier: check STAR's local files (MJHQ, SD-2.1 text encoder)")
+    p.add_argument("--text-encoder", default="")
+    p.add_argument("--star", default="")
+    p.add_argument("--vae", default="")
+    p.add_argument("--meta", default="")
+    p.add_argument("--images", default="")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_check_paper)
+
+    p = sub.add_parser("star-encode", help="multi-scale tokens + captions of a compositions split at a size")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--data", required=True, help="compositions .npz")
+    p.add_argument("--split", default="train")
+    p.add_argument("--image-size", type=int, required=True, help="box-downsampled to this size")
+    p.add_argument("--patch-nums", required=True, help="scale schedule ending at the latent side")
+    p.add_argument("--num", type=int, default=0, help="first NUM images (0 = all)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_encode)
+
+    p = sub.add_parser("star-sample", help="one STAR sample per caption of a compositions split")
+    p.add_argument("--model", required=True)
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--text-encoder", required=True)
+    p.add_argument("--data", required=True, help="compositions .npz (the prompts)")
+    p.add_argument("--split", default="eval")
+    p.add_argument("--num", type=int, required=True)
+    p.add_argument("--cfg", type=float, default=0.0, help="VAR-ramp cfg; 0 = no guidance")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--patch-nums", default="", help="sample on this schedule (zero-shot resolution step)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("star-scores", help="CLIP score + per-category FID of a STAR samples file")
+    p.add_argument("--samples", required=True)
+    p.add_argument("--judge", required=True, help="judge CLIP model file (toy-judge)")
+    p.add_argument("--evaluator", required=True, help="composition evaluator model file")
+    p.add_argument("--data", required=True, help="compositions .npz (references)")
+    p.add_argument("--split", default="eval")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_scores)

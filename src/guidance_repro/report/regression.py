@@ -1,0 +1,166 @@
+"""Regression check of a run's metrics against tolerance bands measured over several seed runs.
+
+A run's metrics are flattened to ``{name: value}``, the name being ``<file under results>:<key>``
+(``cca_llamagen/metrics/S-pretrained-cfg2.json:fid``, ``autoguidance/toy2d/metrics.json:
+panels.cfg.branch_coverage``). Files are found by pattern, so a new experiment's metrics are
+collected without changes here:
+
+- ``<experiment>/metrics/*.json`` and ``<experiment>/<sub>/metrics/*.json`` (the ``evaluate`` rule),
+- ``<experiment>/<sub>/metrics.json`` (e.g. the 2-D toy of the autoguidance paper),
+- ``evaluators/*_quality.json`` (how good the toy evaluators are).
+
+Every numeric leaf is a metric, except protocol records, claims, config echoes and timings.
+
+Bands (``measure_bands``): for each metric present in every seed run, with min, max over the runs,
+``band = [min - m, max + m]`` where ``m = max(margin * (max - min), rel_floor * |mean|, abs_floor)``.
+The expected file decides what is checked (``check``): a metric it lists that the run lacks, or
+whose value lies outside its band, is a failure; a metric the run has but the file does not list is
+reported as unchecked (a new experiment, say), never a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guidance_repro.errors import ReproError
+
+PATTERNS = ("*/metrics/*.json", "*/*/metrics/*.json", "*/*/metrics.json", "evaluators/*_quality.json")
+# Subtrees that are not measurements: the protocol, claims (derived booleans), config echoes.
+SKIP_SUBTREES = {"protocol", "claims", "weights", "sampler", "config"}
+# Leaves that are counts or settings recorded beside the metrics, not outcomes.
+SKIP_KEYS = {"n", "num_samples", "feature_dim", "group_size", "chance", "seed"}
+
+MARGIN = 1.0  # m = MARGIN * (max - min): why in README.md, Regression checks
+REL_FLOOR = 1e-3
+ABS_FLOOR = 1e-6
+
+
+def _is_timing(key: str) -> bool:
+    return "seconds" in key or key.endswith("_time") or key == "time"
+
+
+def flatten(obj: dict, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a metrics JSON as {dotted.key: value}, booleans and lists left out."""
+    out: dict[str, float] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if key not in SKIP_SUBTREES:
+                out.update(flatten(value, name + "."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key not in SKIP_KEYS and not _is_timing(key):
+                out[name] = float(value)
+    return out
+
+
+def collect_metrics(results: str | Path) -> dict[str, float]:
+    """Every metric of the run whose outputs are in ``results`` (a folder like ``results/``)."""
+    results = Path(results)
+    if not results.is_dir():
+        raise ReproError(f"{results}: no such results folder")
+    metrics: dict[str, float] = {}
+    files = sorted({p for pattern in PATTERNS for p in results.glob(pattern)})
+    for path in files:
+        rel = path.relative_to(results).as_posix()
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ReproError(f"{path}: not valid JSON ({exc})") from exc
+        if isinstance(data, dict):
+            metrics.update({f"{rel}:{k}": v for k, v in flatten(data).items()})
+    if not metrics:
+        raise ReproError(f"{results}: no metrics files found (looked for {', '.join(PATTERNS)})")
+    return metrics
+
+
+def band_of(values: list[float], margin: float = MARGIN, rel_floor: float = REL_FLOOR,
+            abs_floor: float = ABS_FLOOR) -> dict:
+    """The band of one metric from its values over the seed runs."""
+    lo, hi, mean = min(values), max(values), statistics.fmean(values)
+    m = max(margin * (hi - lo), rel_floor * abs(mean), abs_floor)
+    return {"center": mean, "low": lo - m, "high": hi + m, "seeds": len(values),
+            "spread": {"min": lo, "max": hi, "range": hi - lo,
+                       "std": statistics.stdev(values) if len(values) > 1 else 0.0},
+            "values": list(values)}
+
+
+def measure_bands(runs: list[dict[str, float]], margin: float = MARGIN, rel_floor: float = REL_FLOOR,
+                  abs_floor: float = ABS_FLOOR, min_runs: int = 4) -> dict[str, dict]:
+    """{metric: band} over the seed runs' metrics; every run must have the same metrics."""
+    if len(runs) < min_runs:
+        raise ReproError(f"--runs: {len(runs)} seed runs given, at least {min_runs} needed to measure a band")
+    names = set(runs[0])
+    for i, run in enumerate(runs[1:], start=1):
+        differ = sorted(names ^ set(run))
+        if differ:
+            raise ReproError(f"seed run {i} and seed run 0 have different metrics, e.g. {differ[0]} "
+                             f"({len(differ)} differ): were they made by the same DAG and config?")
+    bands = {}
+    for name in sorted(names):
+        values = [run[name] for run in runs]
+        bad = [v for v in values if not math.isfinite(v)]
+        if bad:
+            raise ReproError(f"{name}: not finite in a seed run ({bad[0]}); no band can be measured")
+        bands[name] = band_of(values, margin, rel_floor, abs_floor)
+    return bands
+
+
+def _num(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def failure_message(name: str, value: float, band: dict) -> str:
+    s = band.get("spread", {})
+    where = (f"measured over {band.get('seeds', '?')} seeds: mean {_num(band['center'])}, "
+             f"min {_num(s['min'])}, max {_num(s['max'])}" if s else "no spread recorded")
+    return f"{name} = {_num(value)} outside the band [{_num(band['low'])}, {_num(band['high'])}] ({where})"
+
+
+@dataclass
+class CheckResult:
+    failures: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def check(metrics: dict[str, float], expected: dict[str, dict]) -> CheckResult:
+    """Compare a run's metrics with the expected bands ({metric: {low, high, ...}})."""
+    result = CheckResult()
+    for name, band in sorted(expected.items()):
+        result.checked.append(name)
+        if name not in metrics:
+            result.failures.append(f"{name} is missing from the results (expected in the band "
+                                   f"[{_num(band['low'])}, {_num(band['high'])}])")
+            continue
+        value = metrics[name]
+        if not (math.isfinite(value) and band["low"] <= value <= band["high"]):
+            result.failures.append(failure_message(name, value, band))
+    result.unchecked = sorted(set(metrics) - set(expected))
+    return result
+
+
+def load_expected(path: str | Path) -> dict[str, dict]:
+    """The ``metrics`` section of an expected file, every band checked for low/high."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReproError(f"{path}: no expected-metrics file (make one with tools/measure_regression_bands.py)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReproError(f"{path}: not valid JSON ({exc})") from exc
+    metrics = data.get("metrics") if isinstance(data, dict) else None
+    if not isinstance(metrics, dict) or not metrics:
+        raise ReproError(f"{path}: no 'metrics' section")
+    for name, band in metrics.items():
+        if not (isinstance(band, dict) and isinstance(band.get("low"), (int, float))
+                and isinstance(band.get("high"), (int, float)) and band["low"] <= band["high"]):
+            raise ReproError(f"{path}: metrics.{name} needs numbers low <= high")
+    return metrics

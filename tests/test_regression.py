@@ -1,0 +1,193 @@
+"""The regression check (guidance_repro.report.regression): collecting metrics, measuring bands,
+comparing, the two CLI commands, and the seed variants the band-measuring tool runs."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from conftest import ROOT
+from guidance_repro.cli import main
+from guidance_repro.errors import ReproError
+from guidance_repro.report import regression
+
+
+def write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def fake_results(root, fid=150.0, coverage=0.5, accuracy=0.75):
+    """A results folder in the layout the DAG writes, with non-metric fields beside the metrics."""
+    write(root / "cca_llamagen" / "metrics" / "S-pretrained-cfg2.json",
+          {"fid": fid, "is_mean": 1.5, "precision": 0.3, "recall": 0.0,
+           "protocol": {"seed": 0, "num_samples": 100, "sampler": {"cfg": 2.0, "seconds": 0.1}}})
+    write(root / "autoguidance" / "fmnist" / "metrics" / "cfg-uncond-w2.json", {"fid": 900.0, "protocol": {}})
+    write(root / "autoguidance" / "toy2d" / "metrics.json",
+          {"panels": {"cfg": {"n": 1024, "branch_coverage": coverage, "mean_log_likelihood": -3.0}},
+           "claims": [{"holds": True}], "weights": {"cfg": 4.0}, "seconds": 3.2, "protocol": {"seed": 0}})
+    write(root / "evaluators" / "classifier_quality.json",
+          {"kind": "classifier", "test_accuracy": accuracy, "feature_dim": 128, "seconds": 4.8, "ok": True})
+    write(root / "cca_llamagen" / "claims.json", {"ratio": 2.0})  # not a metrics file pattern
+    return root
+
+
+def test_collect_metrics_names_file_and_key_and_skips_non_metrics(tmp_path):
+    m = regression.collect_metrics(fake_results(tmp_path / "results"))
+    assert m == {
+        "cca_llamagen/metrics/S-pretrained-cfg2.json:fid": 150.0,
+        "cca_llamagen/metrics/S-pretrained-cfg2.json:is_mean": 1.5,
+        "cca_llamagen/metrics/S-pretrained-cfg2.json:precision": 0.3,
+        "cca_llamagen/metrics/S-pretrained-cfg2.json:recall": 0.0,
+        "autoguidance/fmnist/metrics/cfg-uncond-w2.json:fid": 900.0,
+        "autoguidance/toy2d/metrics.json:panels.cfg.branch_coverage": 0.5,
+        "autoguidance/toy2d/metrics.json:panels.cfg.mean_log_likelihood": -3.0,
+        "evaluators/classifier_quality.json:test_accuracy": 0.75,
+    }
+
+
+def test_collect_metrics_errors_name_the_folder_or_file(tmp_path):
+    with pytest.raises(ReproError, match="no such results folder"):
+        regression.collect_metrics(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReproError, match="no metrics files found"):
+        regression.collect_metrics(tmp_path / "empty")
+    bad = tmp_path / "r" / "x" / "metrics" / "p.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{")
+    with pytest.raises(ReproError, match="p.json: not valid JSON"):
+        regression.collect_metrics(tmp_path / "r")
+
+
+def test_band_is_min_max_widened_by_the_range():
+    values = [140.0, 150.0, 138.0, 162.0, 155.0]
+    band = regression.band_of(values)
+    a = np.array(values)
+    m = a.max() - a.min()
+    assert band["low"] == pytest.approx(a.min() - m) and band["high"] == pytest.approx(a.max() + m)
+    assert band["center"] == pytest.approx(a.mean())
+    assert band["spread"]["std"] == pytest.approx(a.std(ddof=1))
+    assert band["spread"]["range"] == pytest.approx(24.0) and band["seeds"] == 5
+
+
+def test_band_floors_for_values_that_do_not_move():
+    band = regression.band_of([2.0, 2.0, 2.0, 2.0])
+    assert (band["low"], band["high"]) == (pytest.approx(2.0 - 2e-3), pytest.approx(2.0 + 2e-3))
+    zero = regression.band_of([0.0] * 4)
+    assert (zero["low"], zero["high"]) == (-1e-6, 1e-6)
+
+
+def test_measure_bands_needs_enough_runs_with_the_same_metrics():
+    runs = [{"a:fid": float(k), "a:is_mean": 1.0} for k in range(4)]
+    bands = regression.measure_bands(runs)
+    assert set(bands) == {"a:fid", "a:is_mean"} and bands["a:fid"]["values"] == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(ReproError, match="3 seed runs given, at least 4"):
+        regression.measure_bands(runs[:3])
+    odd = copy.deepcopy(runs)
+    odd[2]["b:fid"] = 1.0
+    with pytest.raises(ReproError, match="seed run 2 .* e.g. b:fid"):
+        regression.measure_bands(odd)
+    odd = copy.deepcopy(runs)
+    odd[1]["a:fid"] = math.nan
+    with pytest.raises(ReproError, match="a:fid: not finite"):
+        regression.measure_bands(odd)
+
+
+EXPECTED = {"x/metrics/p.json:fid": regression.band_of([138.0, 150.2, 162.4, 145.0, 155.0]),
+            "x/metrics/p.json:precision": regression.band_of([0.2, 0.25, 0.3, 0.22])}
+
+
+def test_check_in_band_passes_and_new_metrics_are_unchecked():
+    result = regression.check({"x/metrics/p.json:fid": 160.0, "x/metrics/p.json:precision": 0.31,
+                               "star/metrics/q.json:fid": 3.0}, EXPECTED)
+    assert result.ok and result.failures == []
+    assert result.checked == sorted(EXPECTED) and result.unchecked == ["star/metrics/q.json:fid"]
+
+
+def test_check_out_of_band_names_metric_value_and_band():
+    result = regression.check({"x/metrics/p.json:fid": 412.3, "x/metrics/p.json:precision": 0.25}, EXPECTED)
+    assert not result.ok and len(result.failures) == 1
+    band = EXPECTED["x/metrics/p.json:fid"]
+    low, high = 138.0 - 24.4, 162.4 + 24.4
+    assert (band["low"], band["high"]) == (pytest.approx(low), pytest.approx(high))
+    assert result.failures[0] == (f"x/metrics/p.json:fid = 412.3 outside the band [{low:.6g}, {high:.6g}] "
+                                  f"(measured over 5 seeds: mean 150.12, min 138, max 162.4)")
+
+
+def test_check_missing_and_non_finite_metrics_fail():
+    result = regression.check({"x/metrics/p.json:fid": math.nan}, EXPECTED)
+    assert len(result.failures) == 2
+    assert result.failures[0].startswith("x/metrics/p.json:fid = nan outside the band")
+    assert result.failures[1].startswith("x/metrics/p.json:precision is missing from the results")
+
+
+def test_cli_bands_then_check_pass_and_fail(tmp_path, capsys):
+    runs = [fake_results(tmp_path / f"s{k}", fid=150.0 + 4 * k, coverage=0.5 + 0.01 * k) for k in range(4)]
+    out = tmp_path / "expected.json"
+    assert main(["regression-bands", "--runs", *map(str, runs), "--seeds", "0", "1", "2", "3",
+                 "--out", str(out), "--meta", '{"made_by": "test"}']) == 0
+    doc = json.loads(out.read_text())
+    assert doc["made"]["seeds"] == [0, 1, 2, 3] and doc["made"]["made_by"] == "test"
+    fid = doc["metrics"]["cca_llamagen/metrics/S-pretrained-cfg2.json:fid"]
+    assert (fid["low"], fid["high"]) == (pytest.approx(138.0), pytest.approx(174.0))
+
+    assert main(["regression-check", "--results", str(runs[1]), "--expected", str(out)]) == 0
+    assert "8 metrics in their band, 0 unchecked" in capsys.readouterr().out
+
+    broken = fake_results(tmp_path / "broken", fid=300.0)
+    write(broken / "star" / "metrics" / "new.json", {"fid": 1.0})
+    assert main(["regression-check", "--results", str(broken), "--expected", str(out)]) == 2
+    cap = capsys.readouterr()
+    assert "unchecked (not in" in cap.out and "star/metrics/new.json:fid" in cap.out
+    assert ("FAIL cca_llamagen/metrics/S-pretrained-cfg2.json:fid = 300 outside the band [138, 174] "
+            "(measured over 4 seeds: mean 156, min 150, max 162)") in cap.err
+    assert "error: regression check of" in cap.err and "1 of 8 metrics" in cap.err
+
+
+def test_load_expected_errors(tmp_path):
+    with pytest.raises(ReproError, match="no expected-metrics file"):
+        regression.load_expected(tmp_path / "none.json")
+    p = tmp_path / "e.json"
+    p.write_text(json.dumps({"metrics": {"a:fid": {"low": 2.0, "high": 1.0}}}))
+    with pytest.raises(ReproError, match="metrics.a:fid needs numbers low <= high"):
+        regression.load_expected(p)
+
+
+def test_committed_expected_file_is_well_formed():
+    path = ROOT / "tests" / "regression" / "expected.json"
+    doc = json.loads(path.read_text())
+    bands = regression.load_expected(path)
+    assert len(doc["made"]["seeds"]) >= 4 and doc["made"]["smoke_config_sha256"]
+    for name, band in bands.items():
+        assert band["seeds"] == len(doc["made"]["seeds"]) == len(band["values"]), name
+        assert band["low"] <= min(band["values"]) <= max(band["values"]) <= band["high"], name
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("measure_bands", ROOT / "tools" / "measure_regression_bands.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_seed_variants_shift_every_run_seed_but_not_the_data():
+    tool = load_tool()
+    cfg = yaml.safe_load((ROOT / ".test" / "config" / "config.yaml").read_text())
+    same, _ = tool.seed_variant(cfg, 0)
+    full, full_same = copy.deepcopy(cfg), copy.deepcopy(same)
+    validate(full, str(tool.SCHEMA)), validate(full_same, str(tool.SCHEMA))
+    assert full_same == full  # seed 0 is the committed smoke config
+    v, shifted = tool.seed_variant(cfg, 3)
+    assert v["seed"] == cfg.get("seed", 0) + 3
+    assert v["evaluation"]["seed"] == 3 and v["cca_llamagen"]["pretrain"]["train"]["seed"] == 3
+    assert "autoguidance.toy.seed" in shifted and "evaluators.classifier.train.seed" in shifted
+    assert not any(k.startswith("data.") for k in shifted)
+    assert "seed" not in v["data"].get("compositions", {}) and v["data"] == cfg["data"]
+    assert set(v) == set(cfg)  # no section switched on by a seed

@@ -1,0 +1,293 @@
+# Toy STAR (text-to-image scale-wise AR with normalized 2-D RoPE) on the captioned compositions:
+# frozen text encoder (a small CLIP on the train split, never the judge) + multi-scale VQ ->
+# tokens at 16 px and 32 px -> pretrain at 16 px (RoPE and, as the ablation, learned absolute
+# positions) -> resolution step: fine-tune at 32 px -> CCA for text -> samples (one per eval
+# caption; CFG sweep, CCA over lambda, the ablation) -> metrics (FID via `evaluate`, CLIP score
+# and per-category FID) -> table, figures, claims.
+
+
+include: "star_common.smk"
+
+
+wildcard_constraints:
+    pos="rope|absolute",
+    steps="[0-9]+",
+    res="low|high",
+    stcca="(-cca-b[0-9.e+-]+-l[0-9.e+-]+)?",
+
+
+rule star_text_encoder:
+    input:
+        "results/data/compositions.npz",
+    output:
+        f"{ST_DIR}/text_encoder.pt",
+    log:
+        f"{ST_DIR}/logs/text_encoder.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/text_encoder.tsv"
+    params:
+        p=as_json(
+            {
+                "model": ST["text_encoder"]["model"],
+                "split": ST["text_encoder"]["split"],
+                "train": st_train_section(ST["text_encoder"]),
+            }
+        ),
+    shell:
+        "guidance-repro train --task star-text-encoder --params {params.p}"
+        " --input data={input} --out {output} --no-progress > {log} 2>&1"
+
+
+rule star_tokenizer:
+    input:
+        "results/data/compositions.npz",
+    output:
+        f"{ST_DIR}/tokenizer.pt",
+    log:
+        f"{ST_DIR}/logs/tokenizer.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/tokenizer.tsv"
+    params:
+        p=as_json(
+            {
+                **ST["tokenizer"]["model"],
+                "patch_nums": ST["high"]["patch_nums"],
+                "in_channels": 3,
+                "image_size": ST["high"]["image_size"],
+                "train": st_train_section(ST["tokenizer"]),
+            }
+        ),
+    shell:
+        "guidance-repro train --task msvq-tokenizer --params {params.p}"
+        " --input data={input} --out {output} --no-progress > {log} 2>&1"
+
+
+rule star_encode:
+    input:
+        tok=f"{ST_DIR}/tokenizer.pt",
+        data="results/data/compositions.npz",
+    output:
+        f"{ST_DIR}/tokens-{{res}}.npz",
+    log:
+        f"{ST_DIR}/logs/encode-{{res}}.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/encode-{{res}}.tsv"
+    params:
+        r=st_res,
+        pn=lambda w: ",".join(str(p) for p in ST[w.res]["patch_nums"]),
+    shell:
+        "guidance-repro star-encode --tokenizer {input.tok} --data {input.data} --split train"
+        " --image-size {params.r[image_size]} --patch-nums {params.pn}"
+        " --out {output} > {log} 2>&1"
+
+
+rule star_pretrain:
+    input:
+        tok=f"{ST_DIR}/tokenizer.pt",
+        codes=f"{ST_DIR}/tokens-low.npz",
+        text=f"{ST_DIR}/text_encoder.pt",
+    output:
+        f"{ST_DIR}/models/{{pos}}-low.pt",
+    log:
+        f"{ST_DIR}/logs/pretrain-{{pos}}.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/pretrain-{{pos}}.tsv"
+    params:
+        p=st_pretrain_params,
+    shell:
+        "guidance-repro train --task star-train --params {params.p} --input codes={input.codes}"
+        " --input tokenizer={input.tok} --input text_encoder={input.text}"
+        " --out {output} --no-progress > {log} 2>&1"
+
+
+rule star_finetune:
+    input:
+        init=f"{ST_DIR}/models/{{pos}}-low.pt",
+        tok=f"{ST_DIR}/tokenizer.pt",
+        codes=f"{ST_DIR}/tokens-high.npz",
+        text=f"{ST_DIR}/text_encoder.pt",
+    output:
+        f"{ST_DIR}/models/{{pos}}-ft{{steps}}.pt",
+    log:
+        f"{ST_DIR}/logs/finetune-{{pos}}-{{steps}}.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/finetune-{{pos}}-{{steps}}.tsv"
+    params:
+        p=st_finetune_params,
+    shell:
+        "guidance-repro train --task star-train --params {params.p} --input init={input.init}"
+        " --input codes={input.codes} --input tokenizer={input.tok} --input text_encoder={input.text}"
+        " --out {output} --no-progress > {log} 2>&1"
+
+
+rule star_cca:
+    input:
+        base=f"{ST_DIR}/models/rope-ft{{steps}}.pt",
+        tok=f"{ST_DIR}/tokenizer.pt",
+        codes=f"{ST_DIR}/tokens-high.npz",
+        text=f"{ST_DIR}/text_encoder.pt",
+    output:
+        f"{ST_DIR}/models/rope-ft{{steps}}-cca-b{{beta}}-l{{lam}}.pt",
+    log:
+        f"{ST_DIR}/logs/cca-{{steps}}-b{{beta}}-l{{lam}}.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/cca-{{steps}}-b{{beta}}-l{{lam}}.tsv"
+    params:
+        p=st_cca_params,
+    shell:
+        "guidance-repro train --task star-cca --params {params.p} --input pretrained={input.base}"
+        " --input codes={input.codes} --input tokenizer={input.tok} --input text_encoder={input.text}"
+        " --out {output} --no-progress > {log} 2>&1"
+
+
+rule star_sample:
+    input:
+        model=st_sample_model,
+        tok=f"{ST_DIR}/tokenizer.pt",
+        text=f"{ST_DIR}/text_encoder.pt",
+        data="results/data/compositions.npz",
+    output:
+        f"{ST_DIR}/samples/{{pos}}-ft{{steps}}{{stcca}}-cfg{{cfg}}.npz",
+    log:
+        f"{ST_DIR}/logs/sample-{{pos}}-ft{{steps}}{{stcca}}-cfg{{cfg}}.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/sample-{{pos}}-ft{{steps}}{{stcca}}-cfg{{cfg}}.tsv"
+    params:
+        s=ST["sampling"],
+        seed=ST_EVAL["seed"],
+        extra=st_sample_extra,
+    shell:
+        "guidance-repro star-sample --model {input.model} --tokenizer {input.tok}"
+        " --text-encoder {input.text} --data {input.data} --split eval --num {params.s[num_samples]}"
+        " --cfg {wildcards.cfg} --top-k {params.s[top_k]} --top-p {params.s[top_p]}"
+        " --batch-size {params.s[batch_size]} --seed {params.seed} {params.extra}"
+        " --no-progress --out {output} > {log} 2>&1"
+
+
+rule star_scores:
+    input:
+        samples=f"{ST_DIR}/samples/{{point}}.npz",
+        judge="results/evaluators/judge_clip.pt",
+        evaluator="results/evaluators/composition.pt",
+        data="results/data/compositions.npz",
+    output:
+        f"{ST_DIR}/scores/{{point}}.json",
+    log:
+        f"{ST_DIR}/logs/scores-{{point}}.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/scores-{{point}}.tsv"
+    shell:
+        "guidance-repro star-scores --samples {input.samples} --judge {input.judge}"
+        " --evaluator {input.evaluator} --data {input.data} --split eval"
+        " --out {output} > {log} 2>&1"
+
+
+rule star_table:
+    input:
+        metrics=expand(f"{ST_DIR}/metrics/{{point}}.json", point=st_points()),
+        scores=expand(f"{ST_DIR}/scores/{{point}}.json", point=st_points()),
+    output:
+        f"{ST_DIR}/table.csv",
+    log:
+        f"{ST_DIR}/logs/table.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/table.tsv"
+    shell:
+        "guidance-repro star-table --metrics {input.metrics} --scores {input.scores}"
+        " --out {output} > {log} 2>&1"
+
+
+rule star_figures:
+    input:
+        f"{ST_DIR}/table.csv",
+    output:
+        clip_fid=report(
+            f"{ST_DIR}/figures/clip_fid.png",
+            caption="../report/star.rst",
+            category="STAR",
+        ),
+        category=report(
+            f"{ST_DIR}/figures/category_fid.png",
+            caption="../report/star_category.rst",
+            category="STAR",
+        ),
+        rope=report(
+            f"{ST_DIR}/figures/rope_ablation.png",
+            caption="../report/star_rope.rst",
+            category="STAR",
+        ),
+    log:
+        f"{ST_DIR}/logs/figures.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/figures.tsv"
+    shell:
+        "guidance-repro star-figures --table {input} --clip-fid {output.clip_fid}"
+        " --category {output.category} --rope {output.rope} > {log} 2>&1"
+
+
+rule star_grid:
+    input:
+        expand(f"{ST_DIR}/samples/{{point}}.npz", point=st_grid_points()),
+    output:
+        report(
+            f"{ST_DIR}/figures/samples_grid.png",
+            caption="../report/star_grid.rst",
+            category="STAR",
+        ),
+    log:
+        f"{ST_DIR}/logs/grid.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/grid.tsv"
+    params:
+        titles=" ".join(st_grid_points()),
+    shell:
+        "guidance-repro star-grid --samples {input} --titles {params.titles}"
+        " --out {output} > {log} 2>&1"
+
+
+rule star_claims:
+    input:
+        f"{ST_DIR}/table.csv",
+    output:
+        csv=f"{ST_DIR}/claims.csv",
+        md=f"{ST_DIR}/claims.md",
+    log:
+        f"{ST_DIR}/logs/claims.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/claims.tsv"
+    shell:
+        "guidance-repro star-claims --table {input} --csv {output.csv}"
+        " --markdown {output.md} > {log} 2>&1"
+
+
+rule star_check_paper:
+    output:
+        f"{ST_DIR}/paper/checked.json",
+    log:
+        f"{ST_DIR}/logs/check_paper.log",
+    benchmark:
+        f"{ST_DIR}/benchmarks/check_paper.tsv"
+    params:
+        p=ST["paper"],
+    shell:
+        "guidance-repro star-check-paper --text-encoder {params.p[text_encoder_dir]:q}"
+        " --star {params.p[star_checkpoint]:q} --vae {params.p[vae_checkpoint]:q}"
+        " --meta {params.p[mjhq_meta]:q} --images {params.p[mjhq_images]:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule star_all:
+    input:
+        (
+            []
+            if not ST_ON
+            else (
+                [f"{ST_DIR}/paper/checked.json"]
+                if config["tier"] == "paper"
+                else [
+                    rules.star_figures.output,
+                    rules.star_grid.output,
+                    rules.star_claims.output,
+                ]
+            )
+        ),

@@ -1,0 +1,104 @@
+# Helpers of workflow/rules/star.smk (toy STAR): paths, sweep points, parameters.
+
+ST = config["star"]
+ST_DIR = "results/star"
+ST_EVAL = config["evaluation"]
+ST_ON = config["tier"] != "paper" or ST["paper"]["enabled"]
+
+
+def st_num(x):
+    return f"{float(x):g}"
+
+
+def st_steps():
+    """Length of the main resolution fine-tune."""
+    return ST["finetune"]["train"]["steps"]
+
+
+def st_cca_points():
+    c = ST["cca"]
+    return [(st_num(c["beta"]), st_num(l)) for l in c["lams"]]
+
+
+def st_points():
+    """Stem of every sampled point (samples, metrics, scores)."""
+    n, s = st_steps(), ST["sampling"]
+    g0 = st_num(ST["resolution"]["cfg"])
+    zero = [0] if ST["resolution"]["zero_shot"] else []
+    steps = [*zero, *ST["resolution"]["curve_steps"], n]
+    out = [f"{p}-ft{k}-cfg{g0}" for p in ("rope", "absolute") for k in steps]
+    out += [f"rope-ft{n}-cfg{st_num(g)}" for g in [0, *s["cfgs"]]]
+    out += [f"rope-ft{n}-cca-b{b}-l{l}-cfg0" for b, l in st_cca_points()]
+    return list(dict.fromkeys(out))
+
+
+def st_train_section(section, **over):
+    t = {k: v for k, v in section["train"].items() if k != "nproc"}
+    t.update(over)
+    return t
+
+
+def st_pretrain_params(wildcards):
+    return as_json(
+        {
+            "model": {**ST["model"], "positions": wildcards.pos},
+            "train": st_train_section(ST["pretrain"]),
+        }
+    )
+
+
+def st_finetune_params(wildcards):
+    return as_json(
+        {
+            "model": {},
+            "train": st_train_section(ST["finetune"], steps=int(wildcards.steps)),
+        }
+    )
+
+
+def st_cca_params(wildcards):
+    c = ST["cca"]
+    return as_json(
+        {
+            "beta": float(wildcards.beta),
+            "lam": float(wildcards.lam),
+            "beta_mode": c["beta_mode"],
+            "uncond_ratio": c["uncond_ratio"],
+            "method": "cca",
+            "train": st_train_section(c),
+        }
+    )
+
+
+def st_sample_model(wildcards):
+    if int(wildcards.steps) == 0:
+        return f"{ST_DIR}/models/{wildcards.pos}-low.pt"
+    return f"{ST_DIR}/models/{wildcards.pos}-ft{wildcards.steps}{wildcards.stcca}.pt"
+
+
+def st_sample_extra(wildcards):
+    """Tags of a point; the zero-shot point (0 steps) samples the low model on the high schedule."""
+    g = float(wildcards.cfg)
+    if wildcards.stcca:
+        b, l = wildcards.stcca.lstrip("-").split("-")[1:]
+        method, tags = "cca", f" --tag beta={b[1:]} --tag lam={l[1:]}"
+    else:
+        method, tags = ("cfg" if g else "pretrained"), ""
+    pn = ",".join(str(p) for p in ST["high"]["patch_nums"])
+    zero = f" --patch-nums {pn}" if int(wildcards.steps) == 0 else ""
+    return (
+        f"--tag pos={wildcards.pos} --tag steps={wildcards.steps} --tag method={method}"
+        f"{tags}{zero}"
+    )
+
+
+def st_grid_points():
+    n, s = st_steps(), ST["sampling"]
+    pts = [f"rope-ft{n}-cfg0"]
+    pts += [f"rope-ft{n}-cfg{st_num(max(s['cfgs']))}"] if s["cfgs"] else []
+    b, l = st_cca_points()[0]
+    return [*pts, f"rope-ft{n}-cca-b{b}-l{l}-cfg0"]
+
+
+def st_res(wildcards):
+    return ST[wildcards.res]
