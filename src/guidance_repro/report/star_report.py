@@ -166,9 +166,10 @@ def figure_rope(rows: list[dict], out: str | Path) -> None:
     axes[0].set_ylabel("FID ↓")
     axes[1].set_ylabel("CLIP score →")
     for ax in axes:
-        ax.set_xlabel(f"fine-tuning steps at 32 px (0 = zero-shot from 16 px; main: {n})")
+        ax.set_xlabel("fine-tuning steps at 32 px", fontsize=8)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"resolution step 16 → 32 px, cfg {g:g}", fontsize=9)
+    fig.suptitle(f"resolution step 16 → 32 px, cfg {g:g} (0 steps = the 16 px model zero-shot; main: {n})",
+                 fontsize=9)
     fig.tight_layout()
     _save(fig, out)
 
