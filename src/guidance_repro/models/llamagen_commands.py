@@ -23,6 +23,7 @@ from pathlib import Path
 
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
+from guidance_repro.sampling.cli_args import add_sampler_args
 
 
 def _threads(n: int) -> None:
@@ -180,20 +181,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="a llamagen-pretrain / llamagen-cca model file")
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--num", type=int, required=True)
-    p.add_argument("--cfg", type=float, default=1.0, help="LlamaGen CFG scale s; 1 = no guidance")
     p.add_argument("--guide", default="", help="autoguidance: the guide GPT (smaller, shorter-trained)")
     p.add_argument("--w", type=float, default=1.0, help="autoguidance weight; 1 = the main model alone")
-    p.add_argument("--top-k", type=int, default=0, help="0 = off")
-    p.add_argument("--top-p", type=float, default=1.0, help="1 = off")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-cache", action="store_true", help="recompute the prefix at every token")
-    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
-                   help="recorded in meta_json (model, method, beta, lam)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True)
+    add_sampler_args(p, 1.0, "LlamaGen CFG scale s; 1 = no guidance")
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("ar-benchmark", help="benchmarks/ar_sampling.py: guidance-free vs CFG, KV cache")

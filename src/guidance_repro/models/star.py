@@ -24,7 +24,7 @@ resized from the nearest old scale's grid, level embeddings copied from the near
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -34,13 +34,13 @@ from torch import nn
 from guidance_repro.errors import ReproError
 from guidance_repro.models.config import build_config
 from guidance_repro.models.rope2d import rope_angles
-from guidance_repro.models.var import FFN, DropPath, SelfAttention, block_causal_mask
+from guidance_repro.models.var import FFN, DropPath, ScaleWiseShape, SelfAttention, block_causal_mask
 
 POSITIONS = ("rope", "absolute")
 
 
 @dataclass
-class STARConfig:
+class STARConfig(ScaleWiseShape):
     vocab_size: int = 256
     code_dim: int = 16
     patch_nums: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
@@ -60,38 +60,14 @@ class STARConfig:
     @classmethod
     def from_dict(cls, d: dict, key: str = "model") -> "STARConfig":
         cfg = build_config(cls, dict(d), key, "STAR", tuple_keys=("patch_nums",))
-        if cfg.width % cfg.head_dim or cfg.depth < 1:
-            raise ReproError(f"{key}.head_dim: width {cfg.width} is not a multiple of head_dim {cfg.head_dim}")
+        cfg.check_shape(key)
         if cfg.positions not in POSITIONS:
             raise ReproError(f"{key}.positions: one of {', '.join(POSITIONS)}, got {cfg.positions!r}")
         if cfg.positions == "rope" and cfg.head_dim % 4:
             raise ReproError(f"{key}.head_dim: 2-D RoPE needs a multiple of 4, got {cfg.head_dim}")
-        if not cfg.patch_nums or cfg.patch_nums[0] != 1:
-            raise ReproError(f"{key}.patch_nums: the first scale must be 1x1 (the start token)")
         if not 0 <= cfg.text_dropout < 1:
             raise ReproError(f"{key}.text_dropout: must be in [0, 1), got {cfg.text_dropout}")
         return cfg
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["patch_nums"] = list(self.patch_nums)
-        return d
-
-    @property
-    def width(self) -> int:
-        return self.width_per_depth * self.depth
-
-    @property
-    def heads(self) -> int:
-        return self.width // self.head_dim
-
-    @property
-    def seq_len(self) -> int:
-        return sum(p * p for p in self.patch_nums)
-
-    @property
-    def drop_path_rate(self) -> float:
-        return 0.1 * self.depth / 24 if self.drop_path < 0 else self.drop_path
 
 
 class TextCond(NamedTuple):

@@ -26,6 +26,7 @@ import torch
 
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
+from guidance_repro.sampling.cli_args import add_sampler_args
 from guidance_repro.io import save_npz
 
 
@@ -207,16 +208,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="compositions .npz (the prompts)")
     p.add_argument("--split", default="eval")
     p.add_argument("--num", type=int, required=True)
-    p.add_argument("--cfg", type=float, default=0.0, help="VAR-ramp cfg; 0 = no guidance")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--patch-nums", default="", help="sample on this schedule (zero-shot resolution step)")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True)
+    add_sampler_args(p, 0.0, "VAR-ramp cfg; 0 = no guidance", temperature=False, cache=False)
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("star-scores", help="CLIP score + per-category FID of a STAR samples file")

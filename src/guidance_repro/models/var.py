@@ -32,29 +32,15 @@ from guidance_repro.models.config import build_config
 from guidance_repro.models.rope2d import apply_rope
 
 
-@dataclass
-class VARConfig:
-    vocab_size: int = 256
-    code_dim: int = 16                         # Cvae of the tokenizer (word_embed input)
-    patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 7)
-    num_classes: int = 10
-    depth: int = 4
-    width_per_depth: int = 32                  # VAR: 64
-    head_dim: int = 32                         # VAR: 64 (heads = depth)
-    mlp_ratio: float = 4.0
-    drop_path: float = -1.0                    # max drop-path rate; < 0: VAR's 0.1·depth/24
-    class_dropout: float = 0.1                 # VAR cond_drop_rate
-    attn_l2_norm: bool = True
+class ScaleWiseShape:
+    """Shape properties and checks shared by the scale-wise transformers' configs (VAR, STAR):
+    width = width_per_depth · depth, heads = width / head_dim, one token per cell of every scale."""
 
-    @classmethod
-    def from_dict(cls, d: dict, key: str = "model") -> "VARConfig":
-        d = dict(d)
-        cfg = build_config(cls, d, key, "VAR", tuple_keys=("patch_nums",), sizes=SIZES)
-        if cfg.width % cfg.head_dim or cfg.depth < 1:
-            raise ReproError(f"{key}.head_dim: width {cfg.width} is not a multiple of head_dim {cfg.head_dim}")
-        if cfg.patch_nums[0] != 1:
+    def check_shape(self, key: str) -> None:
+        if self.width % self.head_dim or self.depth < 1:
+            raise ReproError(f"{key}.head_dim: width {self.width} is not a multiple of head_dim {self.head_dim}")
+        if not self.patch_nums or self.patch_nums[0] != 1:
             raise ReproError(f"{key}.patch_nums: the first scale must be 1x1 (the start token)")
-        return cfg
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -76,6 +62,28 @@ class VARConfig:
     @property
     def drop_path_rate(self) -> float:
         return 0.1 * self.depth / 24 if self.drop_path < 0 else self.drop_path
+
+
+@dataclass
+class VARConfig(ScaleWiseShape):
+    vocab_size: int = 256
+    code_dim: int = 16                         # Cvae of the tokenizer (word_embed input)
+    patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 7)
+    num_classes: int = 10
+    depth: int = 4
+    width_per_depth: int = 32                  # VAR: 64
+    head_dim: int = 32                         # VAR: 64 (heads = depth)
+    mlp_ratio: float = 4.0
+    drop_path: float = -1.0                    # max drop-path rate; < 0: VAR's 0.1·depth/24
+    class_dropout: float = 0.1                 # VAR cond_drop_rate
+    attn_l2_norm: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict, key: str = "model") -> "VARConfig":
+        d = dict(d)
+        cfg = build_config(cls, d, key, "VAR", tuple_keys=("patch_nums",), sizes=SIZES)
+        cfg.check_shape(key)
+        return cfg
 
 
 _PAPER = dict(vocab_size=4096, code_dim=32, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16), num_classes=1000,

@@ -21,6 +21,7 @@ import torch
 from guidance_repro.data import samples as samples_io
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
+from guidance_repro.sampling.cli_args import add_sampler_args
 from guidance_repro.io import save_npz
 
 
@@ -132,16 +133,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--num", type=int, required=True)
-    p.add_argument("--cfg", type=float, default=0.0, help="VAR cfg (ramp end value); 0 = none")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-cache", action="store_true", help="recompute the prefix at every scale")
-    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
-                   help="recorded in meta_json (model, method, beta, lam)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True)
+    add_sampler_args(p, 0.0, "VAR cfg (ramp end value); 0 = none")
     p.set_defaults(func=_sample)
