@@ -43,8 +43,8 @@ SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SNAPSHOT = ("Snakefile", "workflow", "src", "benchmarks", ".test/config")
 
 
-def snapshot(code: Path) -> str:
-    """Copy the code the DAG runs into `code` (once) and return a hash of the copied files."""
+def snapshot(code: Path) -> dict:
+    """Copy the code the DAG runs into `code` (once); its git state then and a hash of the files."""
     if not code.exists():
         for rel in SNAPSHOT:
             src, dst = ROOT / rel, code / rel
@@ -53,10 +53,15 @@ def snapshot(code: Path) -> str:
             else:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
+        state = {"snapshot_date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "git_commit": git("rev-parse", "HEAD"),
+                 "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        (code / "snapshot.json").write_text(json.dumps(state))
     h = hashlib.sha256()
-    for f in sorted(p for p in code.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    for f in sorted(p for p in code.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                    and p.name != "snapshot.json"):
         h.update(f.relative_to(code).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
+    return {**json.loads((code / "snapshot.json").read_text()), "code_sha256": h.hexdigest()}
 
 
 def seed_paths(cfg: dict, schema: Path = SCHEMA) -> list[tuple[str, ...]]:
@@ -143,7 +148,7 @@ def git(*args: str) -> str | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=5, help="number of seed runs (0..N-1), at least 4")
+    p.add_argument("--seeds", type=int, default=4, help="number of seed runs (0..N-1), at least 4")
     p.add_argument("--workroot", type=Path, default=None,
                    help="folder for the runs (default: a new temporary folder, kept)")
     p.add_argument("--out", type=Path, default=ROOT / "tests" / "regression" / "expected.json")
@@ -165,16 +170,14 @@ def main() -> None:
     code = workroot / "code"
     if not args.reuse and code.exists():
         shutil.rmtree(code)
-    code_sha = snapshot(code)
+    code_state = snapshot(code)
     smoke_config = code / ".test" / "config" / "config.yaml"
     runs = [run_seed(code, workroot / f"seed-{k}", k, args.cores, args.reuse, args.targets)
             for k in range(args.seeds)]
     meta = {
         "made_by": "tools/measure_regression_bands.py",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "code_snapshot_sha256": code_sha,
+        "code_snapshot": code_state,  # the commit the snapshot was taken from, dirty or not
         "targets": args.targets or ["all"],
         "smoke_config": str(SMOKE_CONFIG.relative_to(ROOT)),
         "smoke_config_sha256": hashlib.sha256(smoke_config.read_bytes()).hexdigest(),
