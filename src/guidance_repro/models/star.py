@@ -34,7 +34,8 @@ from torch import nn
 from guidance_repro.errors import ReproError
 from guidance_repro.models.config import build_config
 from guidance_repro.models.rope2d import rope_angles
-from guidance_repro.models.var import FFN, DropPath, ScaleWiseShape, SelfAttention, block_causal_mask
+from guidance_repro.models.var import (FFN, DropPath, ScaleWiseShape, SelfAttention, block_causal_mask,
+                                       scalewise_init)
 
 POSITIONS = ("rope", "absolute")
 
@@ -159,16 +160,8 @@ class STAR(nn.Module):
         self._init()
 
     def _init(self):
-        std = math.sqrt(1 / self.cfg.width / 3)  # VAR's init_std
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
-        nn.init.trunc_normal_(self.pos_start, std=std)
-        if self.cfg.positions == "absolute":
-            nn.init.trunc_normal_(self.pos_1LC, std=std)
-        self.head.weight.data.mul_(0.02)
+        scalewise_init(self, self.cfg.width,
+                       (self.pos_start, self.pos_1LC) if self.cfg.positions == "absolute" else (self.pos_start,))
         for b in self.blocks:  # residual branches start small, as VAR's
             for lin in (b.attn.proj, b.cross.proj, b.ffn.fc2):
                 lin.weight.data.div_(math.sqrt(2 * self.cfg.depth))

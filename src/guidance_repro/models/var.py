@@ -91,6 +91,21 @@ _PAPER = dict(vocab_size=4096, code_dim=32, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10,
 SIZES = {f"d{d}": dict(_PAPER, depth=d) for d in (16, 20, 24, 30)}
 
 
+def scalewise_init(model: nn.Module, width: int, positional) -> None:
+    """VAR's initialisation, shared by STAR: truncated normal (std √(1/(3·width))) for every linear,
+    embedding and positional parameter, zero biases, the head scaled by 0.02. The residual-branch
+    scaling of each block is the caller's (its blocks differ)."""
+    std = math.sqrt(1 / width / 3)  # VAR's init_std
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+    for p in positional:
+        nn.init.trunc_normal_(p, std=std)
+    model.head.weight.data.mul_(0.02)
+
+
 def block_causal_mask(patch_nums) -> torch.Tensor:
     """(1, 1, L, L) additive mask: 0 where the key's scale <= the query's scale, else −inf."""
     lvl = torch.cat([torch.full((p * p,), i) for i, p in enumerate(patch_nums)])
@@ -199,15 +214,7 @@ class VAR(nn.Module):
         self._init()
 
     def _init(self):
-        std = math.sqrt(1 / self.cfg.width / 3)  # VAR's init_std
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
-        for p in (self.pos_start, self.pos_1LC):
-            nn.init.trunc_normal_(p, std=std)
-        self.head.weight.data.mul_(0.02)
+        scalewise_init(self, self.cfg.width, (self.pos_start, self.pos_1LC))
         for b in self.blocks:  # residual branches start small (VAR scales γ by 1e-5, scale/shift by 0.5)
             b.ada_lin[-1].weight.data[:2 * self.cfg.width].mul_(1e-5)
             b.ada_lin[-1].weight.data[2 * self.cfg.width:].mul_(0.5)
