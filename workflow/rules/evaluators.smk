@@ -1,6 +1,7 @@
 # Evaluators of the toy tier, trained in the DAG with the shared loop on data no generator trains
 # on, their quality on held-out data, and the reference statistics every experiment's metrics are
-# computed against.
+# computed against. Priority 50: the evaluators ask for every core, so without it the scheduler
+# keeps filling the cores with one-thread slice jobs and starts them last, blocking every evaluation.
 
 
 rule train_classifier:
@@ -10,6 +11,7 @@ rule train_classifier:
         "results/evaluators/classifier.pt",
     log:
         "results/logs/evaluators/classifier.log",
+    priority: 50
     threads: workflow.cores
     params:
         run=train_launcher(config["evaluators"]["classifier"]),
@@ -26,6 +28,7 @@ rule train_composition_evaluator:
         "results/evaluators/composition.pt",
     log:
         "results/logs/evaluators/composition.log",
+    priority: 50
     threads: workflow.cores
     params:
         run=train_launcher(config["evaluators"]["composition"]),
@@ -42,6 +45,7 @@ rule train_judge_clip:
         "results/evaluators/judge_clip.pt",
     log:
         "results/logs/evaluators/judge_clip.log",
+    priority: 50
     threads: workflow.cores
     params:
         run=train_launcher(config["evaluators"]["judge_clip"]),
@@ -76,6 +80,7 @@ rule reference_stats_fashion_mnist:
         "results/reference/fashion_mnist-{split}.toy-classifier.npz",
     log:
         "results/logs/reference/fashion_mnist-{split}.toy-classifier.log",
+    priority: 50
     params:
         seed=config["evaluation"]["seed"],
         maxf=config["evaluation"]["max_reference_features"],
@@ -95,6 +100,7 @@ rule reference_stats_compositions:
         "results/reference/compositions-{split}.toy-composition.npz",
     log:
         "results/logs/reference/compositions-{split}.toy-composition.log",
+    priority: 50
     params:
         seed=config["evaluation"]["seed"],
         maxf=config["evaluation"]["max_reference_features"],
