@@ -23,7 +23,7 @@ from pathlib import Path
 
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
-from guidance_repro.sampling.cli_args import add_sampler_args
+from guidance_repro.sampling.cli_args import add_sampler_args, add_tokenizer_args
 
 
 def _threads(n: int) -> None:
@@ -161,20 +161,11 @@ def _check_official(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode-codes", help="VQ codes (N, h, w) + labels of a dataset split, once")
-    p.add_argument("--tokenizer", required=True, help="a vq-tokenizer model file")
-    p.add_argument("--data", required=True, help="the Fashion-MNIST artifact (.npz)")
-    p.add_argument("--split", default="train")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--out", required=True)
+    add_tokenizer_args(p, "train", reconstruct=False)
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("vq-reconstruct", help="encode + decode a split (tokenizer reconstruction FID)")
-    p.add_argument("--tokenizer", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test")
-    p.add_argument("--num", type=int, default=0, help="first NUM images (0 = all)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--out", required=True)
+    add_tokenizer_args(p, "test", reconstruct=True)
     p.set_defaults(func=_reconstruct)
 
     p = sub.add_parser("sample-ar", help="class-balanced next-token samples of a LlamaGen-style GPT")

@@ -21,7 +21,7 @@ import torch
 from guidance_repro.data import samples as samples_io
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
-from guidance_repro.sampling.cli_args import add_sampler_args
+from guidance_repro.sampling.cli_args import add_sampler_args, add_tokenizer_args
 from guidance_repro.io import save_npz
 
 
@@ -113,20 +113,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_check_official)
 
     p = sub.add_parser("msvq-encode", help="multi-scale VQ tokens (N, L) of a dataset split")
-    p.add_argument("--tokenizer", required=True)
-    p.add_argument("--data", required=True, help="dataset .npz with {split}_images/{split}_labels")
-    p.add_argument("--split", default="train")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--out", required=True)
+    add_tokenizer_args(p, "train", reconstruct=False)
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("msvq-reconstruct", help="encode + decode a split (reconstruction FID)")
-    p.add_argument("--tokenizer", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test")
-    p.add_argument("--num", type=int, default=0, help="first NUM images (0 = all)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--out", required=True)
+    add_tokenizer_args(p, "test", reconstruct=True)
     p.set_defaults(func=_reconstruct)
 
     p = sub.add_parser("var-sample", help="class-balanced next-scale samples of a VAR model")

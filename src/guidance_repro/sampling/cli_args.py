@@ -1,5 +1,6 @@
-"""The command-line options every token sampler shares (sample-ar, var-sample, star-sample), in one
-place so the three commands cannot drift apart."""
+"""Command-line options the token families share, in one place so their commands cannot drift
+apart: the samplers (sample-ar, var-sample, star-sample) and the tokenizers' encode / reconstruct
+commands."""
 
 from __future__ import annotations
 
@@ -23,4 +24,16 @@ def add_sampler_args(p: argparse.ArgumentParser, cfg_default: float, cfg_help: s
                    help="recorded in the samples file's meta_json (model, method, beta, lam, ...)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True)
+
+
+def add_tokenizer_args(p: argparse.ArgumentParser, split: str, reconstruct: bool) -> None:
+    """--tokenizer, --data, --split, [--num], --threads, --out: the encode / reconstruct commands of
+    both tokenizer families (encode-codes, vq-reconstruct, msvq-encode, msvq-reconstruct)."""
+    p.add_argument("--tokenizer", required=True, help="a trained tokenizer model file")
+    p.add_argument("--data", required=True, help="dataset .npz with {split}_images/{split}_labels")
+    p.add_argument("--split", default=split)
+    if reconstruct:
+        p.add_argument("--num", type=int, default=0, help="first NUM images (0 = all)")
+    p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", required=True)
