@@ -79,6 +79,32 @@ def test_reference_stats_file_format(setup):
         meta = json.loads(str(data["meta_json"]))
     assert meta["evaluator"] == KIND and meta["evaluator_sha256"] == file_sha256(ckpt)
     assert meta["count"] == 80 and meta["resolution"] == [16, 16] and meta["seed"] == 0
+    # the stored real-manifold radii: distance to the 3rd nearest other feature, brute force
+    with np.load(ref) as data:
+        feats, radii = data["features"].astype(np.float64), data["pr_radii"]
+    dist = np.sqrt(((feats[:, None] - feats[None]) ** 2).sum(-1))
+    np.fill_diagonal(dist, np.inf)
+    assert meta["pr_radii_k"] == 3
+    np.testing.assert_allclose(radii, np.sort(dist, axis=1)[:, 2], rtol=1e-4)
+
+
+def test_evaluate_with_stored_radii_equals_computing_them(setup, tmp_path):
+    _, ckpt, ref = setup
+    samples = _samples(tmp_path / "s.npz", 60, seed=4)
+    rc, out = _evaluate(tmp_path, ckpt, ref, samples, "--metrics", "pr")
+    assert rc == 0
+    stored = json.loads(out.read_text())
+    with np.load(ref) as data:  # the same file without the stored radii
+        arrays = {k: data[k] for k in data.files if k != "pr_radii"}
+    bare = tmp_path / "bare.npz"
+    save_npz(bare, **arrays)
+    rc, out = _evaluate(tmp_path, ckpt, bare, samples, "--metrics", "pr")
+    assert rc == 0
+    computed = json.loads(out.read_text())
+    assert (stored["precision"], stored["recall"]) == (computed["precision"], computed["recall"])
+    # a k other than the stored one recomputes them
+    rc, out = _evaluate(tmp_path, ckpt, ref, samples, "--metrics", "pr", "--pr-k", "5")
+    assert rc == 0 and json.loads(out.read_text())["protocol"]["pr_k"] == 5
 
 
 def test_reference_stats_reads_a_dataset_split(tmp_path):

@@ -76,3 +76,12 @@ def test_is_errors():
         inception_score(np.zeros((0, 3)))
     with pytest.raises(ReproError, match="split size"):
         inception_score(np.zeros((4, 3)), split_size=0)
+
+
+def test_precision_recall_with_given_real_radii():
+    rng = np.random.default_rng(5)
+    real, fake = rng.normal(size=(40, 4)), rng.normal(0.3, 1.0, size=(30, 4))
+    radii = knn_radii(torch.as_tensor(real, dtype=torch.float32)).numpy()
+    assert precision_recall(real, fake, real_radii=radii) == precision_recall(real, fake)
+    with pytest.raises(ReproError, match="radii"):
+        precision_recall(real, fake, real_radii=radii[:-1])

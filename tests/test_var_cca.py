@@ -113,3 +113,27 @@ def test_cca_dropout_per_depth_and_parameter_errors(files):
         VARCCATask({}, inputs)
     with pytest.raises(ReproError, match="params.bogus"):
         VARCCATask({"bogus": 1}, {"pretrained": d / "var.pt", **inputs})
+
+
+def test_var_benchmark_adds_the_claim_keys(files, tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from guidance_repro.cli import main
+    d, _ = files
+    script = str(Path(__file__).resolve().parents[1] / "benchmarks" / "var_sampling.py")
+    out = tmp_path / "bench.json"
+    args = ["var-benchmark", "--script", script, "--model", str(d / "var.pt"), "--tokenizer",
+            str(d / "tok.pt"), "--model-name", "d2", "--images", "6", "--batch", "6", "--repeats", "1",
+            "--threads", "1", "--out", str(out)]
+    assert main(args) == 0
+    b = json.loads(out.read_text())
+    assert b["family"] == "var" and b["model"] == "d2" and b["weights"] == "trained"
+    runs = b["runs"]
+    assert b["cfg_over_guidance_free_time"] == pytest.approx(
+        runs["cfg_cache"]["seconds_best"] / runs["guidance_free_cache"]["seconds_best"])
+    assert not Path(f"{out}.raw.json").exists()
+    # a model without its tokenizer is an error that names the options, and writes nothing
+    out2 = tmp_path / "b2.json"
+    assert main(args[:5] + args[7:-1] + [str(out2)]) == 2
+    assert "--tokenizer" in capsys.readouterr().err and not out2.exists()

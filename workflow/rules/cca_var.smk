@@ -174,9 +174,30 @@ rule cca_var_grid:
         " --out {output} > {log} 2>&1"
 
 
+rule cca_var_benchmark:
+    input:
+        model=f"{CV_DIR}/models/{cv_sweep_model()}-pretrained.pt",
+        tok=f"{CV_DIR}/tokenizer.pt",
+    output:
+        f"{CV_DIR}/benchmark_var_sampling.json",
+    log:
+        f"{CV_DIR}/logs/benchmark.log",
+    params:
+        b=CV["benchmark"],
+        script=CV_BENCH_SCRIPT,
+        name=cv_sweep_model(),
+    shell:
+        "guidance-repro var-benchmark --script {params.script} --model {input.model}"
+        " --tokenizer {input.tok} --model-name {params.name} --images {params.b[images]}"
+        " --batch {params.b[batch]} --repeats {params.b[repeats]} --threads {params.b[threads]}"
+        " --out {output} > {log} 2>&1"
+
+
 rule cca_var_claims:
     input:
-        f"{CV_DIR}/table.csv",
+        table=f"{CV_DIR}/table.csv",
+        bench=f"{CV_DIR}/benchmark_var_sampling.json",
+        rec=f"{CV_DIR}/metrics/reconstruction-test.json",
     output:
         json=f"{CV_DIR}/claims.json",
         md=f"{CV_DIR}/claims.md",
@@ -184,8 +205,9 @@ rule cca_var_claims:
     log:
         f"{CV_DIR}/logs/claims.log",
     shell:
-        "guidance-repro cca-claims --table {input} --out {output.json}"
-        " --markdown {output.md} --csv {output.csv} > {log} 2>&1"
+        "guidance-repro cca-claims --table {input.table} --benchmark {input.bench}"
+        " --reconstruction {input.rec} --out {output.json} --markdown {output.md}"
+        " --csv {output.csv} > {log} 2>&1"
 
 
 rule cca_var_check_official:

@@ -6,6 +6,7 @@ CV_EVAL = config["evaluation"]
 CV_NUM = CV["sampling"]["num_samples"] or CV_EVAL["num_samples"]
 CV_CLASSIFIER = "results/evaluators/classifier.pt"
 CV_REFERENCE = "results/reference/fashion_mnist-test.toy-classifier.npz"
+CV_BENCH_SCRIPT = str(Path(workflow.basedir) / "benchmarks" / "var_sampling.py")
 
 
 def cv_num(x):

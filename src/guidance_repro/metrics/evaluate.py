@@ -7,7 +7,9 @@ File formats (shared by every stage):
   file is read the same way with ``split_key``: ``{split}_images`` / ``{split}_labels``.
 * reference stats ``.npz``: ``mu`` float64 (D,), ``sigma`` float64 (D, D), ``features`` float32
   (M, D) (a seeded subset of at most ``max_features``, for precision/recall and KID) and
-  ``meta_json`` (evaluator, evaluator_sha256, dataset, split, count, resolution, seed, ...).
+  ``meta_json`` (evaluator, evaluator_sha256, dataset, split, count, resolution, seed, ...);
+  ``pr_radii`` float32 (M,): each kept feature's distance to its ``pr_radii_k``-th neighbour
+  (the real manifold of precision/recall, computed once here instead of in every evaluation).
 * metrics ``.json``: the values plus a ``protocol`` object saying how they were computed.
 """
 
@@ -25,7 +27,7 @@ from guidance_repro.errors import ReproError
 from guidance_repro.metrics import fid as fid_mod
 from guidance_repro.metrics.features import FeatureExtractor
 from guidance_repro.metrics.inception_score import ADM_SPLIT_SIZE, inception_score
-from guidance_repro.metrics.precision_recall import ADM_K, precision_recall
+from guidance_repro.metrics.precision_recall import ADM_K, knn_radii, precision_recall
 
 ALL_METRICS = ("fid", "kid", "is", "pr")
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
@@ -81,6 +83,8 @@ def load_reference(path: str | os.PathLike) -> dict:
                 raise ReproError(f"{path}: not a reference-stats file (missing {', '.join(missing)})")
             ref = {k: data[k] for k in ("mu", "sigma", "features")}
             ref["meta"] = json.loads(str(data["meta_json"]))
+            if "pr_radii" in data:
+                ref["pr_radii"] = data["pr_radii"]
     except _READ_ERRORS as exc:
         raise ReproError(f"{path}: unreadable array in .npz ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     return ref
@@ -96,6 +100,8 @@ def reference_stats(images: np.ndarray, extractor: FeatureExtractor, *, dataset:
     if len(feats) > max_features:
         idx = np.sort(np.random.default_rng(seed).choice(len(feats), max_features, replace=False))
         kept = feats[idx]
+    with torch.no_grad():
+        radii = knn_radii(torch.as_tensor(kept, dtype=torch.float32), ADM_K).numpy()
     meta = {
         "evaluator": extractor.name, "evaluator_sha256": extractor.sha256,
         "evaluator_resolution": extractor.resolution, "dataset": dataset, "split": split,
@@ -103,8 +109,10 @@ def reference_stats(images: np.ndarray, extractor: FeatureExtractor, *, dataset:
         "channels": int(images.shape[3]), "feature_dim": int(feats.shape[1]),
         "features_kept": int(len(kept)), "max_features": int(max_features), "seed": int(seed),
         "source": source, "fid_implementation": f"clean-fid {fid_mod.cleanfid_version()}",
+        "pr_radii_k": ADM_K,
     }
-    return {"mu": mu, "sigma": sigma, "features": kept, "meta_json": np.array(json.dumps(meta))}
+    return {"mu": mu, "sigma": sigma, "features": kept, "pr_radii": radii,
+            "meta_json": np.array(json.dumps(meta))}
 
 
 def parse_metrics(spec: str) -> list[str]:
@@ -182,8 +190,9 @@ def evaluate(images: np.ndarray, ref: dict, extractor: FeatureExtractor, metrics
         out["is_mean"], out["is_std"], splits = inception_score(np.asarray(logits), is_split_size)
         protocol.update(is_split_size=int(is_split_size), is_splits=int(splits))
     if "pr" in metrics:
+        cached = ref.get("pr_radii") if ref["meta"].get("pr_radii_k") == pr_k else None
         out["precision"], out["recall"] = precision_recall(ref["features"], feats, k=pr_k,
-                                                           device=device)
+                                                           device=device, real_radii=cached)
         protocol.update(pr_k=int(pr_k), pr_reference_features=int(len(ref["features"])),
                         pr_implementation="k-NN manifolds as the ADM evaluator (torch cdist)")
     if sampler_meta:

@@ -48,14 +48,25 @@ def inside_manifold(queries: torch.Tensor, points: torch.Tensor, radii: torch.Te
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = ADM_K, batch_size: int = 1024,
                      device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                     progress: bool = False) -> tuple[float, float]:
-    """(precision, recall) of generated ``fake`` (N, D) against ``real`` (M, D) features."""
+                     progress: bool = False,
+                     real_radii: np.ndarray | None = None) -> tuple[float, float]:
+    """(precision, recall) of generated ``fake`` (N, D) against ``real`` (M, D) features.
+
+    ``real_radii``: the k-NN radii of ``real`` computed before (a reference-stats file stores them,
+    so that every evaluation against it skips the M x M distances); computed here when None.
+    """
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
         raise ReproError(f"precision/recall: feature shapes differ: {real.shape} vs {fake.shape}")
     r = torch.as_tensor(real, dtype=dtype, device=device)
     f = torch.as_tensor(fake, dtype=dtype, device=device)
     with torch.no_grad():
-        r_radii = knn_radii(r, k, batch_size, progress)
+        if real_radii is None:
+            r_radii = knn_radii(r, k, batch_size, progress)
+        else:
+            if np.shape(real_radii) != (len(real),):
+                raise ReproError(f"precision/recall: {np.shape(real_radii)} radii for "
+                                 f"{len(real)} reference features")
+            r_radii = torch.as_tensor(real_radii, dtype=dtype, device=device)
         f_radii = knn_radii(f, k, batch_size, progress)
         precision = inside_manifold(f, r, r_radii, batch_size, progress).float().mean().item()
         recall = inside_manifold(r, f, f_radii, batch_size, progress).float().mean().item()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
+from guidance_repro.sampling.bench_script import add_common_args as add_benchmark_args
 from guidance_repro.sampling.cli_args import add_sampler_args, add_tokenizer_args
 
 
@@ -108,29 +109,13 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    """Run benchmarks/ar_sampling.py (a script, not a package module) and add the keys the CCA
-    claims read: family, model, cfg_over_guidance_free_time."""
-    import importlib.util
-
+    """benchmarks/ar_sampling.py: guidance-free vs CFG time and KV cache vs recompute."""
     from guidance_repro.io import write_json
-    script = Path(args.script)
-    if not script.is_file():
-        raise ReproError(f"--script: {script} not found (benchmarks/ar_sampling.py of the repository)")
-    spec = importlib.util.spec_from_file_location("ar_sampling_benchmark", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    raw = Path(str(args.out) + ".raw.json")
-    argv = ["--out", str(raw), "--images", str(args.images), "--batch", str(args.batch),
-            "--cfg-scale", str(args.cfg_scale), "--long-images", str(args.long_images),
-            "--repeats", str(args.repeats), "--threads", str(args.threads)]
-    if args.model:
-        argv += ["--model", args.model]
-    try:
-        if mod.main(argv) != 0:
-            raise ReproError(f"{script}: the benchmark failed")
-        result = json.loads(raw.read_text())
-    finally:
-        raw.unlink(missing_ok=True)
+    from guidance_repro.sampling.bench_script import run_script
+    argv = ["--images", str(args.images), "--batch", str(args.batch), "--cfg-scale", str(args.cfg_scale),
+            "--long-images", str(args.long_images), "--repeats", str(args.repeats),
+            "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
+    result = run_script(args.script, argv, args.out)
     result.update(family="llamagen", model=args.model_name or result["model"]["source"],
                   cfg_over_guidance_free_time=result["guidance_free_over_cfg_speed"])
     write_json(args.out, result)
@@ -178,16 +163,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("ar-benchmark", help="benchmarks/ar_sampling.py: guidance-free vs CFG, KV cache")
-    p.add_argument("--script", required=True, help="path of benchmarks/ar_sampling.py")
-    p.add_argument("--model", default="", help="a trained GPT file (default: random toy-M)")
-    p.add_argument("--model-name", default="", help="model name recorded for the claims")
-    p.add_argument("--images", type=int, default=500)
-    p.add_argument("--batch", type=int, default=500)
+    add_benchmark_args(p, "benchmarks/ar_sampling.py")
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--long-images", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--out", required=True)
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("llamagen-check-official", help="strict load of official LlamaGen c2i / VQ-16 files")

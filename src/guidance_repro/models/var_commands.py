@@ -21,8 +21,9 @@ import torch
 from guidance_repro.data import samples as samples_io
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
+from guidance_repro.sampling.bench_script import add_common_args as add_benchmark_args
 from guidance_repro.sampling.cli_args import add_sampler_args, add_tokenizer_args
-from guidance_repro.io import save_npz
+from guidance_repro.io import save_npz, write_json
 
 
 def _threads(n: int) -> None:
@@ -84,6 +85,22 @@ def _sample(args: argparse.Namespace) -> None:
     print(f"[var-sample] {args.num} images, cfg {args.cfg}, {seconds:.1f} s -> {args.out}")
 
 
+def _benchmark(args: argparse.Namespace) -> None:
+    """benchmarks/var_sampling.py: guidance-free vs CFG time and KV cache vs recompute."""
+    from guidance_repro.sampling.bench_script import run_script
+    argv = ["--num", str(args.images), "--batch", str(args.batch), "--repeats", str(args.repeats),
+            "--threads", str(args.threads)]
+    if bool(args.model) != bool(args.tokenizer):
+        raise ReproError("--model and --tokenizer: give both (trained weights) or neither (random)")
+    if args.model:
+        argv += ["--model", args.model, "--tokenizer", args.tokenizer]
+    result = run_script(args.script, argv, args.out)
+    result.update(model=args.model_name or result["model"])
+    write_json(args.out, result)
+    print(f"[var-benchmark] CFG / guidance-free time {result['cfg_over_guidance_free_time']:.2f}, "
+          f"KV cache x{result['recompute_over_cache_time']:.1f} -> {args.out}")
+
+
 def _check_official(args: argparse.Namespace) -> None:
     from guidance_repro.checkpoints.var import load_official_vae_quantizer, load_official_var
     from guidance_repro.io import write_json
@@ -111,6 +128,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vae", default="")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_check_official)
+
+    p = sub.add_parser("var-benchmark", help="benchmarks/var_sampling.py: guidance-free vs CFG, KV cache")
+    add_benchmark_args(p, "benchmarks/var_sampling.py")
+    p.add_argument("--tokenizer", default="", help="the model's multi-scale tokenizer file")
+    p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("msvq-encode", help="multi-scale VQ tokens (N, L) of a dataset split")
     add_tokenizer_args(p, "train", reconstruct=False)

@@ -1,0 +1,46 @@
+"""Run a sampling benchmark script of ``benchmarks/`` from a CLI command of the package.
+
+The benchmarks are scripts (run by hand with their own ``--help``), not package modules; the DAG
+still calls one package CLI per rule, so ``ar-benchmark`` and ``var-benchmark`` load the script by
+path and run its ``main(argv)`` into a temporary JSON; the command adds the keys the CCA claims
+read (``family``, ``model``, ``cfg_over_guidance_free_time``) and writes the result atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+from guidance_repro.errors import ReproError
+
+
+def add_common_args(p: argparse.ArgumentParser, script: str) -> None:
+    """Options every sampling-benchmark command shares."""
+    p.add_argument("--script", required=True, help=f"path of {script}")
+    p.add_argument("--model", default="", help="a trained model file (default: random weights)")
+    p.add_argument("--model-name", default="", help="model name recorded for the claims")
+    p.add_argument("--images", type=int, default=500)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+
+def run_script(script: str | Path, argv: list[str], out: str | Path) -> dict:
+    """The JSON written by ``script``'s ``main(argv + ['--out', <out>.raw.json])``."""
+    script = Path(script)
+    if not script.is_file():
+        raise ReproError(f"--script: {script} not found (a benchmarks/*.py of the repository)")
+    spec = importlib.util.spec_from_file_location(f"benchmark_{script.stem}", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    raw = Path(f"{out}.raw.json")
+    try:
+        if mod.main([*argv, "--out", str(raw)]) != 0:
+            raise ReproError(f"{script}: the benchmark failed")
+        result = json.loads(raw.read_text())
+    finally:
+        raw.unlink(missing_ok=True)
+    return result
