@@ -21,6 +21,7 @@ include: "workflow/rules/cca_var.smk"
 include: "workflow/rules/cca_llamagen.smk"
 include: "workflow/rules/autoguidance.smk"
 include: "workflow/rules/star.smk"
+include: "workflow/rules/star_mjhq.smk"
 include: "workflow/rules/report.smk"  # last: it gathers the slices above
 
 

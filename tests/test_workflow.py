@@ -86,3 +86,44 @@ def test_lint_is_clean_except_the_per_rule_environment_finding():
                           capture_output=True, text=True,
                           env=dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _star_paper_config(tmp_path: Path, **evaluation) -> Path:
+    """config/paper/star-mjhq.yaml with every local file present (empty stand-ins) in tmp_path."""
+    cfg = yaml.safe_load((ROOT / "config" / "paper" / "star-mjhq.yaml").read_text())
+    files = tmp_path / "files"
+    (files / "gen").mkdir(parents=True)
+    for name in ("meta.json", "imgs.zip", "inception.pt", "clip.safetensors", "ir.pt", "med.json"):
+        (files / name).write_bytes(b"")
+    (files / "bert").mkdir()
+    cfg["star"]["paper"].update(mjhq_meta=str(files / "meta.json"), mjhq_images=str(files / "imgs.zip"),
+                                generated_dir=str(files / "gen"))
+    cfg["evaluation"] = {"clip": {"weights": str(files / "clip.safetensors")},
+                         "inception": {"weights": str(files / "inception.pt")},
+                         "imagereward": {"checkpoint": str(files / "ir.pt"),
+                                         "med_config": str(files / "med.json"),
+                                         "tokenizer": str(files / "bert")}}
+    for key, value in evaluation.items():
+        section, name = key.split("__")
+        cfg["evaluation"][section][name] = value
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp_path
+
+
+def test_star_paper_tier_plans_the_mjhq_evaluation(tmp_path):
+    proc = _snakemake(_star_paper_config(tmp_path), "star_all", "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = dict(line.split() for line in proc.stdout.splitlines()
+                  if line.startswith("star_") and len(line.split()) == 2)
+    for rule in ("star_mjhq_pack", "star_mjhq_reference", "star_mjhq_features", "star_mjhq_imagereward"):
+        assert counts[rule] == "10", (rule, counts)   # one job per MJHQ category
+    assert counts["star_mjhq_table"] == "1" and counts["star_check_paper"] == "1"
+
+
+def test_star_paper_tier_missing_local_weights_name_the_key(tmp_path):
+    workdir = _star_paper_config(tmp_path, inception__weights=str(tmp_path / "absent.pt"))
+    proc = _snakemake(workdir, "-n", "star_all")
+    assert proc.returncode != 0
+    assert "config key evaluation.inception.weights:" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()

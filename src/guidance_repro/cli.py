@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "guidance_repro.data.export_commands",
     "guidance_repro.metrics.commands",
     "guidance_repro.metrics.imagereward_commands",
+    "guidance_repro.metrics.mjhq_commands",
     "guidance_repro.metrics.toy_commands",
     "guidance_repro.train.commands",
     "guidance_repro.toy2d.commands",

@@ -282,7 +282,7 @@ rule star_all:
             []
             if not ST_ON
             else (
-                [f"{ST_DIR}/paper/checked.json"]
+                st_paper_targets()
                 if config["tier"] == "paper"
                 else [
                     rules.star_figures.output,

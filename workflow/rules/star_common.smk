@@ -102,3 +102,55 @@ def st_grid_points():
 
 def st_res(wildcards):
     return ST[wildcards.res]
+
+
+# Paper tier, MJHQ-30K evaluation of STAR's generated images (rules in star_mjhq.smk)
+ST_PAPER = ST["paper"]
+ST_MJHQ = f"{ST_DIR}/paper/mjhq"
+ST_MJHQ_CATEGORIES = [
+    "animals",
+    "art",
+    "fashion",
+    "food",
+    "indoor",
+    "landscape",
+    "logo",
+    "people",
+    "plants",
+    "vehicles",
+]
+
+
+def st_paper_file(key):
+    """The local file or folder at config key ``key`` (dotted); checked before any job starts."""
+    path = config
+    for part in key.split("."):
+        path = path[part]
+    if not path or not Path(path).exists():
+        raise WorkflowError(
+            f"config key {key}: {path!r} not found (local files only; nothing is downloaded)"
+        )
+    return path
+
+
+def st_extractor_args():
+    return (
+        f"--evaluator inception --evaluator-checkpoint"
+        f" {st_paper_file('evaluation.inception.weights')}"
+        f" --evaluator-option mode={ST_EVAL['inception']['mode']}"
+    )
+
+
+def st_imagereward_args():
+    return " ".join(
+        f"--{k.replace('_', '-')} {st_paper_file('evaluation.imagereward.' + k)}"
+        for k in ("checkpoint", "med_config", "tokenizer")
+    )
+
+
+def st_paper_targets():
+    """Paper tier: the local-file check, and the MJHQ table when generated images are given."""
+    out = [f"{ST_DIR}/paper/checked.json"]
+    if ST_PAPER["generated_dir"]:
+        out += [f"{ST_MJHQ}/mjhq.json", f"{ST_MJHQ}/mjhq_fid.png"]
+    return out

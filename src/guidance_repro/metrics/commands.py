@@ -23,7 +23,7 @@ def _options(pairs: list[str]) -> dict:
     return options
 
 
-def _extractor(args: argparse.Namespace):
+def build_extractor(args: argparse.Namespace):
     from guidance_repro.metrics.features import get_extractor
 
     extractor = get_extractor(args.evaluator, args.evaluator_checkpoint, args.device,
@@ -39,7 +39,7 @@ def _reference_stats(args: argparse.Namespace) -> None:
     from guidance_repro.metrics import evaluate as ev
 
     data = ev.load_images(args.images, args.split_key)
-    extractor = _extractor(args)
+    extractor = build_extractor(args)
     arrays = ev.reference_stats(data["images"], extractor,
                                 dataset=args.dataset or Path(args.images).stem,
                                 split=args.split_key or "samples", max_features=args.max_features,
@@ -54,7 +54,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     metrics = ev.parse_metrics(args.metrics)
     data = ev.load_images(args.samples)
     ref = ev.load_reference(args.reference)
-    extractor = _extractor(args)
+    extractor = build_extractor(args)
     ev.check_compatible(str(args.samples), data["images"], ref, str(args.reference), extractor)
     images = ev.select_samples(data["images"], args.num, args.seed, str(args.samples))
     result = ev.evaluate(images, ref, extractor, metrics, seed=args.seed,
@@ -66,7 +66,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"[evaluate] {args.samples}: {shown} -> {args.out}")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def add_extractor_args(p: argparse.ArgumentParser) -> None:
+    """The feature-extractor options every metrics command shares."""
     p.add_argument("--evaluator", required=True, help="extractor kind (inception, dinov2, toy kinds)")
     p.add_argument("--evaluator-checkpoint", default="", help="weights of the evaluator (local path)")
     p.add_argument("--evaluator-option", action="append", default=[], metavar="KEY=VALUE",
@@ -85,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-features", type=int, default=DEFAULT_MAX_FEATURES,
                    help="features kept for precision/recall and KID (seeded subset)")
     p.add_argument("--out", required=True, help="output reference-stats .npz")
-    _common(p)
+    add_extractor_args(p)
     p.set_defaults(func=_reference_stats)
 
     p = sub.add_parser("evaluate", help="FID/KID/IS/precision/recall of a samples file")
@@ -98,5 +99,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pr-k", type=int, default=3,
                    help="k of the k-NN manifolds for precision/recall (ADM evaluator: 3)")
     p.add_argument("--out", required=True, help="output metrics .json")
-    _common(p)
+    add_extractor_args(p)
     p.set_defaults(func=_evaluate)
