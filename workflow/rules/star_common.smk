@@ -143,7 +143,7 @@ def st_extractor_args():
 
 def st_imagereward_args():
     return " ".join(
-        f"--{k.replace('_', '-')} {st_paper_file('evaluation.imagereward.' + k)}"
+        f"--{k.replace('_', '-')} {st_paper_file(f'evaluation.imagereward.{k}')}"
         for k in ("checkpoint", "med_config", "tokenizer")
     )
 
