@@ -214,6 +214,7 @@ rule cca_llamagen_benchmark:
         f"{CL_DIR}/benchmark_ar_sampling.json",
     log:
         f"{CL_DIR}/logs/benchmark.log",
+    threads: workflow.cores  # timings need the machine to themselves
     params:
         b=CL["benchmark"],
         script=CL_BENCH_SCRIPT,
