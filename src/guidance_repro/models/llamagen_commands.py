@@ -18,8 +18,6 @@ Heavy imports stay inside the command functions so that the CLI starts fast.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
