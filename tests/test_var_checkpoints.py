@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from guidance_repro.checkpoints.var import (VAE_TENSORS, VAR_TENSORS, load_official_vae_quantizer,
-                                            load_official_var, var_from_state)
+from guidance_repro.checkpoints.var import VAR_TENSORS, load_official_var, vae_quantizer_from_state, var_from_state
 from guidance_repro.errors import ReproError
 from guidance_repro.models.var import SIZES, VAR, VARConfig, block_causal_mask
 
@@ -88,31 +87,19 @@ def test_official_var_file_errors(tmp_path):
         load_official_var(tmp_path / "nested.pth")
 
 
-def official_vae_state() -> dict:
-    sd = {"quantize.embedding.weight": torch.empty(4096, 32), "quantize.ema_vocab_hit_SV": torch.zeros(10, 4096),
-          "quant_conv.weight": torch.empty(32, 32, 3, 3), "quant_conv.bias": torch.empty(32),
-          "post_quant_conv.weight": torch.empty(32, 32, 3, 3), "post_quant_conv.bias": torch.empty(32)}
-    for k in range(4):
-        sd[f"quantize.quant_resi.qresi_ls.{k}.weight"] = torch.empty(32, 32, 3, 3)
-        sd[f"quantize.quant_resi.qresi_ls.{k}.bias"] = torch.empty(32)
-    n = VAE_TENSORS - len(sd)  # the ch160 encoder/decoder tensors (internals not in the fact sheet)
-    sd.update({f"encoder.t{i}": torch.empty(1) for i in range(n // 2)})
-    sd.update({f"decoder.t{i}": torch.empty(1) for i in range(n - n // 2)})
-    return sd
-
-
-def test_official_vae_quantizer_loads_strictly(tmp_path):
-    sd = official_vae_state()
+def test_official_vae_quantizer_loads_strictly():
+    # The whole official layout (tests/test_var_vqvae.py writes it from the network's description),
+    # in memory: the file is 436 MB; reading small files of this layout is tested there.
+    from test_var_vqvae import documented_vqvae_keys
+    sd = {k: torch.empty(s) for k, s in documented_vqvae_keys().items()}
     sd["quantize.embedding.weight"] = torch.randn(4096, 32)
-    torch.save(sd, tmp_path / "vae.pth")
-    q = load_official_vae_quantizer(tmp_path / "vae.pth")
+    q = vae_quantizer_from_state(sd, "vae.pth")
     assert torch.equal(q.embedding.weight, sd["quantize.embedding.weight"])
-    assert len(q.pn) == 10 and not q.cfg.znorm
+    assert len(q.pn) == 10 and not q.cfg.znorm and q.cfg.grid == 16
     sd["quantize.quant_resi.qresi_ls.2.weight"] = torch.empty(32, 32, 1, 1)
-    torch.save(sd, tmp_path / "bad.pth")
     with pytest.raises(ReproError, match=r"'quantize\.quant_resi\.qresi_ls\.2\.weight' has shape"):
-        load_official_vae_quantizer(tmp_path / "bad.pth")
-    del sd["encoder.t0"]
-    torch.save(sd, tmp_path / "short.pth")
-    with pytest.raises(ReproError, match="323 tensors"):
-        load_official_vae_quantizer(tmp_path / "short.pth")
+        vae_quantizer_from_state(sd, "bad.pth")
+    sd["quantize.quant_resi.qresi_ls.2.weight"] = torch.empty(32, 32, 3, 3)
+    del sd["decoder.up.0.block.2.norm1.bias"]
+    with pytest.raises(ReproError, match=r"missing key 'decoder\.up\.0\.block\.2\.norm1\.bias'"):
+        vae_quantizer_from_state(sd, "short.pth")

@@ -121,6 +121,32 @@ def test_star_paper_tier_plans_the_mjhq_evaluation(tmp_path):
     assert counts["star_mjhq_table"] == "1" and counts["star_check_paper"] == "1"
 
 
+def test_star_paper_tier_without_generated_images_plans_the_sampling(tmp_path):
+    workdir = _star_paper_config(tmp_path)
+    cfg = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    files = tmp_path / "files"
+    for name in ("star.pth", "vae.pth"):
+        (files / name).write_bytes(b"")
+    (files / "sd21").mkdir()
+    cfg["star"]["paper"].update(generated_dir=None, star_checkpoint=str(files / "star.pth"),
+                                vae_checkpoint=str(files / "vae.pth"), text_encoder_dir=str(files / "sd21"))
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = _snakemake(workdir, "star_all", "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = dict(line.split() for line in proc.stdout.splitlines()
+                  if line.startswith("star_") and len(line.split()) == 2)
+    assert counts["star_mjhq_sample"] == "1" and counts["star_mjhq_pack"] == "10", counts
+    proc = _snakemake(workdir, "-n", "-p", "results/star/paper/mjhq/generated_images/manifest.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (f"star-mjhq-sample --star {files / 'star.pth'} --vae {files / 'vae.pth'}" in proc.stdout
+            and "--resolution 512" in proc.stdout and "--top-k 4096 --top-p 0.8" in proc.stdout
+            and "--rope-norm 64.0 --rope-theta 10000.0 --qk-scale-clamp log --cfg 4.0" in proc.stdout), proc.stdout
+    cfg["star"]["paper"]["star_checkpoint"] = str(files / "absent.pth")  # checked before any job runs
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = _snakemake(workdir, "-n", "star_all")
+    assert proc.returncode != 0 and "config key star.paper.star_checkpoint:" in proc.stdout + proc.stderr
+
+
 def test_star_paper_tier_missing_local_weights_name_the_key(tmp_path):
     workdir = _star_paper_config(tmp_path, inception__weights=str(tmp_path / "absent.pt"))
     proc = _snakemake(workdir, "-n", "star_all")

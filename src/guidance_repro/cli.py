@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "guidance_repro.edm.commands",
     "guidance_repro.models.var_commands",
     "guidance_repro.models.star_commands",
+    "guidance_repro.models.star_mjhq_commands",
     "guidance_repro.models.llamagen_commands",
     "guidance_repro.report.cca_commands",
     "guidance_repro.report.star_commands",

@@ -107,6 +107,8 @@ def st_res(wildcards):
 # Paper tier, MJHQ-30K evaluation of STAR's generated images (rules in star_mjhq.smk)
 ST_PAPER = ST["paper"]
 ST_MJHQ = f"{ST_DIR}/paper/mjhq"
+# <category>/<key>.png and, once every prompt has its image, manifest.json
+ST_MJHQ_SAMPLED = f"{ST_MJHQ}/generated_images"
 ST_MJHQ_CATEGORIES = [
     "animals",
     "art",
@@ -148,9 +150,29 @@ def st_imagereward_args():
     )
 
 
-def st_paper_targets():
-    """Paper tier: the local-file check, and the MJHQ table when generated images are given."""
-    out = [f"{ST_DIR}/paper/checked.json"]
+def st_generated_dir():
+    """STAR's MJHQ images: star.paper.generated_dir (made elsewhere), else the folder that rule
+    star_mjhq_sample fills from the official weights."""
     if ST_PAPER["generated_dir"]:
-        out += [f"{ST_MJHQ}/mjhq.json", f"{ST_MJHQ}/mjhq_fid.png"]
-    return out
+        return st_paper_file("star.paper.generated_dir")
+    return ST_MJHQ_SAMPLED
+
+
+def st_generated_marker():
+    """The completion marker of the DAG's own sampling (nothing when the images are given)."""
+    return [] if ST_PAPER["generated_dir"] else [f"{ST_MJHQ_SAMPLED}/manifest.json"]
+
+
+def st_sample_schedule():
+    pn = ST_PAPER["patch_nums"]
+    return f"--patch-nums {','.join(str(p) for p in pn)}" if pn else ""
+
+
+def st_paper_targets():
+    """Paper tier: the local-file check and the MJHQ-30K table (of the DAG's own samples unless
+    star.paper.generated_dir names images made elsewhere)."""
+    return [
+        f"{ST_DIR}/paper/checked.json",
+        f"{ST_MJHQ}/mjhq.json",
+        f"{ST_MJHQ}/mjhq_fid.png",
+    ]

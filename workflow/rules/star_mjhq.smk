@@ -1,16 +1,52 @@
-# STAR paper tier: MJHQ-30K evaluation of STAR's generated images (metrics/mjhq_eval.py), one
-# image per prompt in star.paper.generated_dir/<category>/<key>.png. Per category: pack the images,
-# features of the references resized to the generation resolution, FID features + CLIP cosines,
-# ImageReward (isolated environment); then one table over the ten categories.
+# STAR paper tier: MJHQ-30K with STAR's official weights. Rule star_mjhq_sample draws one image per
+# prompt (star-mjhq-sample: checkpoints/star.py + models/var_vqvae.py, SD-2.1 text encoder, GPU)
+# into results/star/paper/mjhq/generated_images/<category>/<key>.png, resumably: a killed job
+# keeps its PNGs (they are not a declared output) and the rerun draws only the missing ones; the
+# declared output is the manifest written when every prompt has its image. With
+# star.paper.generated_dir set, images made elsewhere are evaluated instead and nothing is sampled.
+# Evaluation (metrics/mjhq_eval.py), per category: pack the images, features of the references
+# resized to the generation resolution, FID features + CLIP cosines, ImageReward (isolated
+# environment); then one table over the ten categories.
+
+
+rule star_mjhq_sample:
+    output:
+        f"{ST_MJHQ_SAMPLED}/manifest.json",
+    log:
+        f"{ST_MJHQ}/logs/sample.log",
+    benchmark:
+        f"{ST_MJHQ}/benchmarks/sample.tsv"
+    resources:
+        gpu=1 if ST_PAPER["device"].startswith("cuda") else 0,
+    params:
+        star=lambda w: st_paper_file("star.paper.star_checkpoint"),
+        vae=lambda w: st_paper_file("star.paper.vae_checkpoint"),
+        text=lambda w: st_paper_file("star.paper.text_encoder_dir"),
+        meta=lambda w: st_paper_file("star.paper.mjhq_meta"),
+        out=lambda w, output: Path(output[0]).parent,
+        pn=lambda w: st_sample_schedule(),
+        p=ST_PAPER,
+        seed=config["seed"],
+    shell:
+        "guidance-repro star-mjhq-sample --star {params.star:q} --vae {params.vae:q}"
+        " --text-encoder {params.text:q} --meta {params.meta:q} --out-dir {params.out:q}"
+        " --resolution {params.p[resolution]} {params.pn} --rope-norm {params.p[rope_norm]}"
+        " --rope-theta {params.p[rope_theta]} --qk-scale-clamp {params.p[qk_scale_clamp]}"
+        " --cfg {params.p[cfg]} --top-k {params.p[top_k]}"
+        " --top-p {params.p[top_p]} --batch-size {params.p[sample_batch_size]}"
+        " --seed {params.seed} --device {params.p[device]}"
+        " --precision {params.p[precision]} > {log} 2>&1"
 
 
 rule star_mjhq_pack:
+    input:
+        lambda w: st_generated_marker(),
     output:
         temp(f"{ST_MJHQ}/generated/{{category}}.npz"),
     log:
         f"{ST_MJHQ}/logs/pack-{{category}}.log",
     params:
-        gen=lambda w: st_paper_file("star.paper.generated_dir"),
+        gen=lambda w: st_generated_dir(),
         meta=lambda w: st_paper_file("star.paper.mjhq_meta"),
         res=ST_PAPER["resolution"],
     shell:

@@ -1,5 +1,5 @@
 """Strict loaders for the official VAR files (cca.md §4.2): ``var_d{16,20,24,30}.pth`` and the
-quantizer part of ``vae_ch160v4096z32.pth``.
+VQVAE ``vae_ch160v4096z32.pth``.
 
 ``var_d*.pth`` is a raw state dict whose keys are exactly models/var.py's (220 tensors for d16,
 buffers ``lvl_1L``, ``attn_bias_for_masking`` and ``blocks.*.attn.zero_k_bias`` included). The
@@ -7,13 +7,16 @@ depth is read from the file (number of blocks), the width checked against 64·de
 and shape checked before anything is copied; the model is built on the meta device and the file's
 tensors are assigned to it, so a 2B-parameter model is never held twice in memory.
 
-``vae_ch160v4096z32.pth`` (324 tensors): the fact sheet documents the quantizer keys
-(``quantize.embedding.weight`` (4096, 32), ``quantize.ema_vocab_hit_SV`` (10, 4096), the four
-shared φ convs ``quantize.quant_resi.qresi_ls.{0..3}`` (3x3, 32→32)) and the 3x3 ``quant_conv`` /
-``post_quant_conv``, but not the internals of its ch160 conv encoder/decoder. So this loader checks
-the whole file (tensor count, the ``encoder.``/``decoder.`` prefixes) and loads the multi-scale
-quantizer strictly: enough for tokens → f̂ → VAR teacher-forcing inputs; pixels need the official
-conv decoder, which this project does not reimplement (the paper tier says so).
+``vae_ch160v4096z32.pth`` (324 tensors, 108,948,355 values): the whole network of
+models/var_vqvae.py (conv encoder/decoder, ``quant_conv``/``post_quant_conv``) with the multi-scale
+quantizer of models/msvq.py (``quantize.embedding.weight`` (4096, 32), ``quantize.ema_vocab_hit_SV``
+(10, 4096), the four shared φ convs ``quantize.quant_resi.qresi_ls.{0..3}``). The widths (ch,
+ch_mult, blocks per level, Cvae, V, φ count) are read from the file's shapes, every key and shape is
+then checked against the network they define; the official file gives ch 160, ch_mult
+(1, 1, 2, 2, 4), 2 blocks, Cvae 32, V 4096 (``official_vqvae_layout``). The scale schedule is not in
+the file: it is an argument (256 px: VAR's; 512 px: STAR's released schedule). As VAR's own loader
+does, a per-scale ``ema_vocab_hit_SV`` (code-hit statistics, unused at inference) whose row count
+differs from the schedule's number of scales is replaced by zeros of the right shape.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from pathlib import Path
 import torch
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.msvq import MSVQConfig, MultiScaleQuantizer
+from guidance_repro.models.msvq import MultiScaleQuantizer
 from guidance_repro.models.var import SIZES, VAR, VARConfig, block_causal_mask
+from guidance_repro.models.var_vqvae import PATCH_NUMS, VQVAE, VQVAEConfig
 from guidance_repro.train.checkpoint import load_model_file, load_state_strict
 
 VAR_TENSORS = {16: 220, 20: 272, 24: 324, 30: 402}   # 12 + 13·depth
 VAE_TENSORS = 324
-VAE_PATCH_NUMS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+VAE_PATCH_NUMS = PATCH_NUMS[256]
 
 
 def _read(path: str | Path) -> dict:
@@ -82,32 +86,76 @@ def var_from_state(sd: dict, path: str | Path, expect_depth: int | None = None) 
     return model.eval()
 
 
-def vae_config() -> MSVQConfig:
-    """The official VQVAE's quantizer settings (V 4096, Cvae 32, ×16, 4 shared φ, ratio 0.5, no znorm)."""
-    return MSVQConfig(channels=(160, 160, 320, 320, 640), codebook_size=4096, code_dim=32,
-                      patch_nums=VAE_PATCH_NUMS, phi_count=4, phi_ratio=0.5, znorm=False,
-                      in_channels=3, image_size=256)
+def _indices(sd: dict, pattern: str) -> list[int]:
+    return sorted({int(m.group(1)) for k in sd for m in [re.fullmatch(pattern, k)] if m})
+
+
+def _shape(sd: dict, key: str, source, ndim: int) -> tuple[int, ...]:
+    if key not in sd:
+        raise ReproError(f"{source}: missing key {key!r}")
+    shape = tuple(sd[key].shape)
+    if len(shape) != ndim:
+        raise ReproError(f"{source}: key {key!r} has shape {shape}, expected {ndim} dimensions")
+    return shape
+
+
+def vqvae_config_from_state(sd: dict, source, patch_nums=VAE_PATCH_NUMS) -> VQVAEConfig:
+    """The VQVAE widths a state dict holds (module docstring), on the schedule ``patch_nums``."""
+    ch, cin = _shape(sd, "encoder.conv_in.weight", source, 4)[:2]
+    levels = _indices(sd, r"encoder\.down\.(\d+)\.block\.0\.conv1\.weight")
+    if not levels or levels != list(range(len(levels))):
+        raise ReproError(f"{source}: missing key 'encoder.down.0.block.0.conv1.weight' (not a VQVAE state dict)")
+    mult = []
+    for i in levels:
+        key = f"encoder.down.{i}.block.0.conv1.weight"
+        w = _shape(sd, key, source, 4)[0]
+        if w % ch:
+            raise ReproError(f"{source}: key {key!r} has {w} output channels, not a multiple of ch {ch}")
+        mult.append(w // ch)
+    V, code_dim = _shape(sd, "quantize.embedding.weight", source, 2)
+    cfg = {"ch": ch, "in_channels": cin, "ch_mult": mult, "code_dim": code_dim, "codebook_size": V,
+           "num_res_blocks": len(_indices(sd, r"encoder\.down\.0\.block\.(\d+)\.conv1\.weight")),
+           "phi_count": len(_indices(sd, r"quantize\.quant_resi\.qresi_ls\.(\d+)\.weight")),
+           "patch_nums": list(patch_nums)}
+    return VQVAEConfig.from_dict(cfg, key=f"{source}")
+
+
+def official_vqvae_layout(cfg: VQVAEConfig) -> bool:
+    """Whether ``cfg`` has the widths of the released ``vae_ch160v4096z32.pth``."""
+    ref = VQVAEConfig(patch_nums=cfg.patch_nums)
+    return cfg == ref
+
+
+def vqvae_from_state(sd: dict, source, patch_nums=VAE_PATCH_NUMS) -> VQVAE:
+    """The checks and the assignment of :func:`load_official_vqvae` on an in-memory state dict."""
+    cfg = vqvae_config_from_state(sd, source, patch_nums)
+    with torch.device("meta"):
+        model = VQVAE(cfg)
+    sd = dict(sd)
+    ema = sd.get("quantize.ema_vocab_hit_SV")
+    S = len(cfg.patch_nums)
+    if isinstance(ema, torch.Tensor) and ema.ndim == 2 and ema.shape[0] != S:
+        sd["quantize.ema_vocab_hit_SV"] = torch.zeros(S, ema.shape[1])
+    with warnings.catch_warnings():  # keys and shapes; copying into meta tensors is a no-op
+        warnings.simplefilter("ignore", UserWarning)
+        load_state_strict(model, sd, source)
+    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True, assign=True)
+    return model.eval()
+
+
+def load_official_vqvae(path: str | Path, patch_nums=VAE_PATCH_NUMS) -> VQVAE:
+    """VAR's VQVAE (eval mode) holding every tensor of ``vae_ch160v4096z32.pth``, on ``patch_nums``."""
+    return vqvae_from_state(_read(path), path, patch_nums)
 
 
 def load_official_vae_quantizer(path: str | Path) -> MultiScaleQuantizer:
-    """The multi-scale quantizer of ``vae_ch160v4096z32.pth``, loaded strictly (module docstring)."""
-    sd = _read(path)
-    if len(sd) != VAE_TENSORS:
-        raise ReproError(f"{path}: {len(sd)} tensors, the official VQVAE has {VAE_TENSORS}")
-    q = MultiScaleQuantizer(vae_config())
-    expected = {"quant_conv.weight": (32, 32, 3, 3), "quant_conv.bias": (32,),
-                "post_quant_conv.weight": (32, 32, 3, 3), "post_quant_conv.bias": (32,)}
-    for k, shape in expected.items():
-        if k not in sd:
-            raise ReproError(f"{path}: missing key {k!r}")
-        if tuple(sd[k].shape) != shape:
-            raise ReproError(f"{path}: key {k!r} has shape {tuple(sd[k].shape)}, expected {shape}")
-    other = [k for k in sd if not k.startswith(("quantize.", "encoder.", "decoder.")) and k not in expected]
-    if other:
-        raise ReproError(f"{path}: unexpected key {other[0]!r}")
-    if not any(k.startswith("encoder.") for k in sd) or not any(k.startswith("decoder.") for k in sd):
-        raise ReproError(f"{path}: no encoder.* / decoder.* keys (not the VQVAE file)")
-    holder = torch.nn.Module()
-    holder.quantize = q  # so that errors name the file's keys (quantize.*)
-    load_state_strict(holder, {k: v for k, v in sd.items() if k.startswith("quantize.")}, path)
-    return q.eval()
+    """The multi-scale quantizer of ``vae_ch160v4096z32.pth`` (the whole file is checked strictly)."""
+    return vae_quantizer_from_state(_read(path), path)
+
+
+def vae_quantizer_from_state(sd: dict, source) -> MultiScaleQuantizer:
+    vae = vqvae_from_state(sd, source)
+    if len(vae.state_dict()) != VAE_TENSORS or not official_vqvae_layout(vae.cfg):
+        raise ReproError(f"{source}: a VQVAE with {len(vae.state_dict())} tensors and widths "
+                         f"{vae.cfg.to_dict()}, not the official ch160 V4096 Cvae32 layout")
+    return vae.quantize

@@ -126,6 +126,8 @@ class DropPath(nn.Module):
 
 
 class SelfAttention(nn.Module):
+    plain_scale = 1.0  # softmax scale without QK L2-norm: plain_scale / √head_dim
+
     def __init__(self, cfg: VARConfig):
         super().__init__()
         C, self.H, self.hd, self.l2 = cfg.width, cfg.heads, cfg.head_dim, cfg.attn_l2_norm
@@ -137,6 +139,10 @@ class SelfAttention(nn.Module):
             self.scale_mul_1H11 = nn.Parameter(torch.full((1, self.H, 1, 1), math.log(4.0)))
         self.kv = None  # (k, v) of the scales seen so far, while sampling with the cache
 
+    def q_scale(self) -> torch.Tensor:
+        """Per-head multiplier of the unit-norm q: exp(min(s, log 100))."""
+        return self.scale_mul_1H11.clamp(max=math.log(100)).exp()
+
     def forward(self, x, mask, rope=None):
         """``rope``: rotation angles (L, head_dim / 2) of x's positions (STAR's normalized 2-D
         RoPE, models/rope2d.py) applied to q and k; VAR itself passes none."""
@@ -144,10 +150,10 @@ class SelfAttention(nn.Module):
         bias = torch.cat([self.q_bias, self.zero_k_bias, self.v_bias])
         q, k, v = F.linear(x, self.mat_qkv.weight, bias).view(B, L, 3, self.H, self.hd).permute(2, 0, 3, 1, 4)
         if self.l2:
-            q = F.normalize(q, dim=-1) * self.scale_mul_1H11.clamp(max=math.log(100)).exp()
+            q = F.normalize(q, dim=-1) * self.q_scale()
             k, scale = F.normalize(k, dim=-1), 1.0
         else:
-            scale = self.hd ** -0.5
+            scale = self.plain_scale * self.hd ** -0.5
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
         if self.kv is not None:  # sampling: a new scale sees the cached coarser scales and itself

@@ -46,10 +46,12 @@ def sample_batch(model, tokenizer, labels: torch.Tensor, guidance: Guidance, cfg
 
 @torch.no_grad()
 def sample_scales(model, tokenizer, cond, B: int, guidance: Guidance, cfg: SamplerConfig,
-                  generator: torch.Generator, return_logits: bool = False):
+                  generator: torch.Generator | None, return_logits: bool = False,
+                  uniforms: torch.Tensor | None = None):
     """The next-scale loop for any conditioning ``cond`` the model's ``embed``/``run`` take (VAR:
     class embeddings; STAR: models/star.py TextCond), batch B; with guidance ``cond`` already holds
-    [cond; uncond] (2B rows)."""
+    [cond; uncond] (2B rows). ``uniforms`` (B, L): the draws' uniforms given per image (e.g. seeded
+    per prompt, so that an image does not depend on its batch); by default drawn from ``generator``."""
     if guidance.method == "autoguidance":  # a guide path exists only for next-token AR (sampling/ar.py)
         raise ReproError("next-scale sampler: autoguidance is not implemented for VAR-style models")
     model.eval()
@@ -57,7 +59,10 @@ def sample_scales(model, tokenizer, cond, B: int, guidance: Guidance, cfg: Sampl
     pn = model.cfg.patch_nums
     S, L = len(pn), model.cfg.seq_len
     doubled = guidance.doubled
-    uniforms = torch.rand(B, L, generator=generator)
+    if uniforms is None:
+        uniforms = torch.rand(B, L, generator=generator)
+    elif tuple(uniforms.shape) != (B, L):
+        raise ReproError(f"next-scale sampler: uniforms of shape {tuple(uniforms.shape)}, expected ({B}, {L})")
     G = tokenizer.cfg.grid
     f_hat = torch.zeros(B, tokenizer.cfg.code_dim, G, G, device=dev)
     tokens = torch.zeros(B, L, dtype=torch.long, device=dev)
