@@ -5,23 +5,20 @@ import os
 import sys
 from pathlib import Path
 
-import jsonschema
-import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from guidance_repro.config_schema import first_error
+
+# The entry point of the schema; each slice's section is in its own file beside it.
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def check_config(cfg):
     """Validate with a one-line message naming the key, then let Snakemake fill the defaults."""
-    schema = yaml.safe_load(SCHEMA.read_text())
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(cfg)
-    )
+    error = first_error(cfg, SCHEMA)
     if error is not None:
-        key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-        raise WorkflowError(f"config key {key}: {error.message}")
+        raise WorkflowError(error)
     validate(cfg, str(SCHEMA))
 
 
