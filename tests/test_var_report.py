@@ -55,6 +55,25 @@ def test_claims_compare_best_points(table, tmp_path):
     assert "| var | d4 | CCA lowers" in (tmp_path / "c.md").read_text()
 
 
+def test_lowering_must_exceed_the_measured_seed_noise(table, tmp_path):
+    """var d4: CCA 21 vs none 30 (drop 9); llamagen: 18 vs 20 (drop 2). A re-seeded llamagen
+    baseline at 23 gives noise 3: the var claim still holds, the llamagen one no longer does."""
+    noise = _metrics(tmp_path / "seed1.json", "llamagen", "toy-S", "pretrained", 23.0, 5.0)
+    assert main(["cca-claims", "--table", str(table), "--noise", noise, "--out", str(tmp_path / "c.json"),
+                 "--markdown", str(tmp_path / "c.md")]) == 0
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert c["fid_seed_noise"] == 3.0 and "seed noise (3" in (tmp_path / "c.md").read_text()
+    lower = {x["family"]: x for x in c["claims"] if x["claim"].startswith("CCA lowers")}
+    assert lower["var"]["holds"] and not lower["llamagen"]["holds"]
+    assert lower["llamagen"]["fid_seed_noise"] == 3.0
+    plain = cf.claims(cf.read_table(table))["claims"]  # without noise: any drop holds
+    assert next(x for x in plain if x["family"] == "llamagen" and x["claim"].startswith("CCA lowers"))["holds"]
+    stray = _metrics(tmp_path / "stray.json", "llamagen", "toy-S", "cfg", 23.0, 5.0, cfg=9.0)
+    assert main(["cca-claims", "--table", str(table), "--noise", stray, "--out", str(tmp_path / "d.json"),
+                 "--markdown", str(tmp_path / "d.md")]) == 2
+    assert not (tmp_path / "d.json").exists()
+
+
 def test_figures_are_written_per_family(table, tmp_path):
     outs = [tmp_path / f for f in ("bars.png", "tradeoff.png", "beta.png")]
     assert main(["cca-figures", "--table", str(table), "--bars", str(outs[0]), "--tradeoff",

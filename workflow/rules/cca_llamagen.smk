@@ -232,6 +232,7 @@ rule cca_llamagen_claims:
         table=f"{CL_DIR}/table.csv",
         bench=f"{CL_DIR}/benchmark_ar_sampling.json",
         rec=f"{CL_DIR}/metrics/reconstruction-test.json",
+        noise=lambda w: expand(f"{CL_DIR}/metrics/{{p}}.json", p=cl_noise_points()),
     output:
         json=f"{CL_DIR}/claims.json",
         md=f"{CL_DIR}/claims.md",
@@ -240,8 +241,8 @@ rule cca_llamagen_claims:
         f"{CL_DIR}/logs/claims.log",
     shell:
         "guidance-repro cca-claims --table {input.table} --benchmark {input.bench}"
-        " --reconstruction {input.rec} --out {output.json} --markdown {output.md}"
-        " --csv {output.csv} > {log} 2>&1"
+        " --reconstruction {input.rec} --noise {input.noise} --out {output.json}"
+        " --markdown {output.md} --csv {output.csv} > {log} 2>&1"
 
 
 rule cca_llamagen_check_official:

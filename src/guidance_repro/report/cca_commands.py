@@ -3,8 +3,8 @@
 
     guidance-repro cca-table --metrics a.json b.json ... --out results/cca/var/table.csv
     guidance-repro cca-figures --table table.csv --bars f1.png --tradeoff f4.png --beta beta.png
-    guidance-repro cca-claims --table table.csv [--benchmark bench.json] --out claims.json \
-        --markdown claims.md --csv claims.csv
+    guidance-repro cca-claims --table table.csv [--benchmark bench.json] [--noise s1.json ...] \
+        --out claims.json --markdown claims.md --csv claims.csv
     guidance-repro sample-grid --samples a.npz b.npz --titles A B --out grid.png
 """
 
@@ -41,7 +41,7 @@ def _claims(args):
             bench = json.loads(Path(args.benchmark).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ReproError(f"{args.benchmark}: not a readable benchmark JSON ({exc})") from None
-    c = cf.claims(rows, bench)
+    c = cf.claims(rows, bench, [cf.row_from_metrics(p) for p in args.noise])
     md_extra = ""
     if getattr(args, "reconstruction", ""):  # tokenizer reconstruction FID: the floor of every model
         try:
@@ -84,6 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", required=True)
     p.add_argument("--benchmark", default="", help="sampling benchmark JSON (cost claim)")
     p.add_argument("--reconstruction", default="", help="metrics JSON of the tokenizer reconstruction")
+    p.add_argument("--noise", nargs="*", default=[],
+                   help="metrics JSONs of table points re-sampled with other seeds (FID seed noise)")
     p.add_argument("--out", required=True)
     p.add_argument("--markdown", required=True)
     p.add_argument("--csv", default="", help="the claims as a slice claims CSV (report/claims.py)")
