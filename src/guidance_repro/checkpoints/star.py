@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from guidance_repro.checkpoints.var import var_depth
+from guidance_repro.checkpoints.var import shape_of, var_depth
 from guidance_repro.errors import ReproError
 from guidance_repro.models.star_official import OfficialSTAR, OfficialSTARConfig
 from guidance_repro.train.checkpoint import load_model_file, load_state_strict
@@ -55,15 +55,6 @@ def star_state(obj: dict, source) -> dict:
     return obj
 
 
-def _shape(sd: dict, key: str, source, ndim: int) -> tuple[int, ...]:
-    if key not in sd:
-        raise ReproError(f"{source}: missing key {key!r}")
-    shape = tuple(sd[key].shape)
-    if len(shape) != ndim:
-        raise ReproError(f"{source}: key {key!r} has shape {shape}, expected {ndim} dimensions")
-    return shape
-
-
 def star_config_from_state(sd: dict, source, patch_nums, rope_norm: float = 64.0, rope_theta: float = 10000.0,
                            logit_norm: bool = True, qk_scale_clamp: str = "log") -> OfficialSTARConfig:
     for k in sd:
@@ -72,15 +63,15 @@ def star_config_from_state(sd: dict, source, patch_nums, rope_norm: float = 64.0
                 raise ReproError(f"{source}: key {k!r} belongs to {what}, which is not built here "
                                  f"(use a STAR checkpoint without it)")
     depth = var_depth(sd, str(source))
-    C = _shape(sd, "pos_start", source, 3)[-1]
+    C = shape_of(sd, "pos_start", source, 3)[-1]
     if C % depth:
         raise ReproError(f"{source}: key 'pos_start' has width {C}, not a multiple of the depth {depth} "
                          f"(STAR: heads = depth)")
-    V = _shape(sd, "head_logits.weight", source, 2)[0]
-    code_dim = _shape(sd, "word_embed.weight", source, 2)[1]
-    text_dim = _shape(sd, "encoder_proj.weight", source, 2)[1]
-    S = _shape(sd, "lvl_embed.weight", source, 2)[0]
-    classes = _shape(sd, "class_emb.weight", source, 2)[0] - 1
+    V = shape_of(sd, "head_logits.weight", source, 2)[0]
+    code_dim = shape_of(sd, "word_embed.weight", source, 2)[1]
+    text_dim = shape_of(sd, "encoder_proj.weight", source, 2)[1]
+    S = shape_of(sd, "lvl_embed.weight", source, 2)[0]
+    classes = shape_of(sd, "class_emb.weight", source, 2)[0] - 1
     pn = [int(p) for p in patch_nums]
     if S != len(pn):
         raise ReproError(f"{source}: key 'lvl_embed.weight' has {S} rows (a {S}-scale model), the scale "

@@ -90,7 +90,7 @@ def _indices(sd: dict, pattern: str) -> list[int]:
     return sorted({int(m.group(1)) for k in sd for m in [re.fullmatch(pattern, k)] if m})
 
 
-def _shape(sd: dict, key: str, source, ndim: int) -> tuple[int, ...]:
+def shape_of(sd: dict, key: str, source, ndim: int) -> tuple[int, ...]:
     if key not in sd:
         raise ReproError(f"{source}: missing key {key!r}")
     shape = tuple(sd[key].shape)
@@ -101,18 +101,18 @@ def _shape(sd: dict, key: str, source, ndim: int) -> tuple[int, ...]:
 
 def vqvae_config_from_state(sd: dict, source, patch_nums=VAE_PATCH_NUMS) -> VQVAEConfig:
     """The VQVAE widths a state dict holds (module docstring), on the schedule ``patch_nums``."""
-    ch, cin = _shape(sd, "encoder.conv_in.weight", source, 4)[:2]
+    ch, cin = shape_of(sd, "encoder.conv_in.weight", source, 4)[:2]
     levels = _indices(sd, r"encoder\.down\.(\d+)\.block\.0\.conv1\.weight")
     if not levels or levels != list(range(len(levels))):
         raise ReproError(f"{source}: missing key 'encoder.down.0.block.0.conv1.weight' (not a VQVAE state dict)")
     mult = []
     for i in levels:
         key = f"encoder.down.{i}.block.0.conv1.weight"
-        w = _shape(sd, key, source, 4)[0]
+        w = shape_of(sd, key, source, 4)[0]
         if w % ch:
             raise ReproError(f"{source}: key {key!r} has {w} output channels, not a multiple of ch {ch}")
         mult.append(w // ch)
-    V, code_dim = _shape(sd, "quantize.embedding.weight", source, 2)
+    V, code_dim = shape_of(sd, "quantize.embedding.weight", source, 2)
     cfg = {"ch": ch, "in_channels": cin, "ch_mult": mult, "code_dim": code_dim, "codebook_size": V,
            "num_res_blocks": len(_indices(sd, r"encoder\.down\.0\.block\.(\d+)\.conv1\.weight")),
            "phi_count": len(_indices(sd, r"quantize\.quant_resi\.qresi_ls\.(\d+)\.weight")),

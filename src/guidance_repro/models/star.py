@@ -135,7 +135,58 @@ class STARBlock(nn.Module):
         return x + self.drop_path(self.ffn(self.ln(x)))
 
 
-class STAR(nn.Module):
+class TextScaleWise(nn.Module):
+    """What the toy STAR and the official layout (models/star_official.py) share: the embeddings of
+    the start token and the inputs, the block loop with RoPE offsets under the KV cache, teacher
+    forcing and the cache switch. A subclass has ``blocks``, ``word_embed``, ``pos_start``,
+    ``lvl_embed`` (+ ``pos_1LC``), the schedule buffers, and defines :meth:`start_token` and
+    :meth:`logits` (their parameter names differ between the two layouts)."""
+
+    cfg: STARConfig
+
+    def start_token(self, pooled: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embed(self, cond: TextCond, x_in: torch.Tensor | None, start: int) -> torch.Tensor:
+        """Embeddings of positions start..start+n: the start token (start = 0) and/or the
+        word-embedded inputs ``x_in`` (B, n, code_dim), plus level (and absolute) embeddings."""
+        parts = [] if start else [self.start_token(cond.pooled)[:, None] + self.pos_start]
+        if x_in is not None and x_in.shape[1]:
+            parts.append(self.word_embed(x_in))
+        h = torch.cat(parts, 1)
+        end = start + h.shape[1]
+        h = h + self.lvl_embed(self.lvl_1L[:, start:end])
+        if self.cfg.positions == "absolute":
+            h = h + self.pos_1LC[:, start:end]
+        return h
+
+    def _cached_len(self) -> int:
+        kv = self.blocks[0].attn.kv
+        return 0 if kv is None or kv[0] is None else kv[0].shape[2]
+
+    def run(self, h: torch.Tensor, cond: TextCond, mask) -> torch.Tensor:
+        """Blocks + head for h (B, n, C); h starts after the cached positions (0 without cache)."""
+        start = self._cached_len()
+        rope = self.rope_angles[start:start + h.shape[1]] if self.cfg.positions == "rope" else None
+        for b in self.blocks:
+            h = b(h, cond, mask, rope)
+        return self.logits(h)
+
+    def forward(self, cond: TextCond, x_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: text cond (batch B), inputs (B, L' − 1, code_dim) -> logits (B, L', V)."""
+        h = self.embed(cond, x_in, 0)
+        L = h.shape[1]
+        return self.run(h, cond, self.attn_bias_for_masking[:, :, :L, :L])
+
+    def set_cache(self, on: bool) -> None:
+        for b in self.blocks:
+            b.attn.kv = (None, None) if on else None
+
+
+class STAR(TextScaleWise):
     def __init__(self, cfg: STARConfig):
         super().__init__()
         self.cfg = cfg
@@ -166,40 +217,11 @@ class STAR(nn.Module):
             for lin in (b.attn.proj, b.cross.proj, b.ffn.fc2):
                 lin.weight.data.div_(math.sqrt(2 * self.cfg.depth))
 
-    def embed(self, cond: TextCond, x_in: torch.Tensor | None, start: int) -> torch.Tensor:
-        """Embeddings of positions start..start+n: the start token (start = 0) and/or the
-        word-embedded inputs ``x_in`` (B, n, code_dim), plus level (and absolute) embeddings."""
-        parts = [] if start else [self.text_proj(cond.pooled)[:, None] + self.pos_start]
-        if x_in is not None and x_in.shape[1]:
-            parts.append(self.word_embed(x_in))
-        h = torch.cat(parts, 1)
-        end = start + h.shape[1]
-        h = h + self.lvl_embed(self.lvl_1L[:, start:end])
-        if self.cfg.positions == "absolute":
-            h = h + self.pos_1LC[:, start:end]
-        return h
+    def start_token(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.text_proj(pooled)
 
-    def _cached_len(self) -> int:
-        kv = self.blocks[0].attn.kv
-        return 0 if kv is None or kv[0] is None else kv[0].shape[2]
-
-    def run(self, h: torch.Tensor, cond: TextCond, mask) -> torch.Tensor:
-        """Blocks + head for h (B, n, C); h starts after the cached positions (0 without cache)."""
-        start = self._cached_len()
-        rope = self.rope_angles[start:start + h.shape[1]] if self.cfg.positions == "rope" else None
-        for b in self.blocks:
-            h = b(h, cond, mask, rope)
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_nm(h)).float()
-
-    def forward(self, cond: TextCond, x_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: text cond (batch B), inputs (B, L' − 1, code_dim) -> logits (B, L', V)."""
-        h = self.embed(cond, x_in, 0)
-        L = h.shape[1]
-        return self.run(h, cond, self.attn_bias_for_masking[:, :, :L, :L])
-
-    def set_cache(self, on: bool) -> None:
-        for b in self.blocks:
-            b.attn.kv = (None, None) if on else None
 
 
 def sequence_logp(model: STAR, codes: torch.Tensor, x_in: torch.Tensor, cond: TextCond) -> torch.Tensor:

@@ -50,7 +50,7 @@ from torch import nn
 
 from guidance_repro.errors import ReproError
 from guidance_repro.models.rope2d import rope_angles
-from guidance_repro.models.star import STARConfig, TextCond
+from guidance_repro.models.star import STARConfig, TextCond, TextScaleWise
 from guidance_repro.models.var import FFN, SelfAttention, block_causal_mask
 from guidance_repro.models.var_vqvae import PATCH_NUMS
 
@@ -142,7 +142,7 @@ class OfficialBlock(nn.Module):
         return x + self.ffn(self.ln(x))
 
 
-class OfficialSTAR(nn.Module):
+class OfficialSTAR(TextScaleWise):
     """Same sampler interface as models/star.py's STAR: ``embed``, ``run``, ``set_cache``."""
 
     def __init__(self, cfg: OfficialSTARConfig):
@@ -168,37 +168,9 @@ class OfficialSTAR(nn.Module):
         self.register_buffer("attn_bias_for_masking", mask, persistent=False)
         self.register_buffer("rope_angles", rope, persistent=False)
 
-    def embed(self, cond: TextCond, x_in: torch.Tensor | None, start: int) -> torch.Tensor:
-        """Positions start..start+n: the start token (start = 0: encoder_proj(pooled) + pos_start)
-        and/or the word-embedded inputs ``x_in`` (B, n, code_dim), plus level (and absolute) embeddings."""
-        parts = [] if start else [self.encoder_proj(cond.pooled)[:, None] + self.pos_start]
-        if x_in is not None and x_in.shape[1]:
-            parts.append(self.word_embed(x_in))
-        h = torch.cat(parts, 1)
-        end = start + h.shape[1]
-        h = h + self.lvl_embed(self.lvl_1L[:, start:end])
-        if self.cfg.positions == "absolute":
-            h = h + self.pos_1LC[:, start:end]
-        return h
+    def start_token(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.encoder_proj(pooled)
 
-    def _cached_len(self) -> int:
-        kv = self.blocks[0].attn.kv
-        return 0 if kv is None or kv[0] is None else kv[0].shape[2]
-
-    def run(self, h: torch.Tensor, cond: TextCond, mask) -> torch.Tensor:
-        start = self._cached_len()
-        rope = self.rope_angles[start:start + h.shape[1]] if self.cfg.positions == "rope" else None
-        for b in self.blocks:
-            h = b(h, cond, mask, rope)
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.head_logits(self.logit_norm(h.float())).float()
-
-    def forward(self, cond: TextCond, x_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: text cond (batch B), inputs (B, L' − 1, code_dim) -> logits (B, L', V)."""
-        h = self.embed(cond, x_in, 0)
-        L = h.shape[1]
-        return self.run(h, cond, self.attn_bias_for_masking[:, :, :L, :L])
-
-    def set_cache(self, on: bool) -> None:
-        for b in self.blocks:
-            b.attn.kv = (None, None) if on else None
 
