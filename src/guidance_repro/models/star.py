@@ -23,6 +23,7 @@ resized from the nearest old scale's grid, level embeddings copied from the near
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -135,7 +136,7 @@ class STARBlock(nn.Module):
         return x + self.drop_path(self.ffn(self.ln(x)))
 
 
-class TextScaleWise(nn.Module):
+class TextScaleWise(nn.Module, abc.ABC):
     """What the toy STAR and the official layout (models/star_official.py) share: the embeddings of
     the start token and the inputs, the block loop with RoPE offsets under the KV cache, teacher
     forcing and the cache switch. A subclass has ``blocks``, ``word_embed``, ``pos_start``,
@@ -144,11 +145,13 @@ class TextScaleWise(nn.Module):
 
     cfg: STARConfig
 
+    @abc.abstractmethod
     def start_token(self, pooled: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The start token's content (B, C) from the pooled text vector (B, text_dim)."""
 
+    @abc.abstractmethod
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Head: hidden states (B, n, C) -> float logits (B, n, V)."""
 
     def embed(self, cond: TextCond, x_in: torch.Tensor | None, start: int) -> torch.Tensor:
         """Embeddings of positions start..start+n: the start token (start = 0) and/or the

@@ -147,8 +147,6 @@ def _sample(args: argparse.Namespace) -> None:
     from guidance_repro.sampling.ar import SamplerConfig
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    if args.precision not in PRECISIONS:
-        raise ReproError(f"--precision: one of {', '.join(PRECISIONS)}, got {args.precision!r}")
     if args.limit < 0:
         raise ReproError(f"--limit: must be >= 0, got {args.limit}")
     dev = _device(args.device)
