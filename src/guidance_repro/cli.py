@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from guidance_repro.allocator import tune_malloc
 from guidance_repro.errors import ReproError
 
 COMMAND_MODULES = [
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc()
     try:
         args.func(args)
     except ReproError as exc:

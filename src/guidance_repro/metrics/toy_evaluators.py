@@ -213,7 +213,7 @@ def to_grey(x: torch.Tensor) -> torch.Tensor:
     return torch.where(same, x[:, :1], rgb_to_grey(x))
 
 
-def classifier_predict(model: nn.Module, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def classifier_predict(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Logits (N, 10) of a trained classifier for uint8 grey images (N, 28, 28)."""
     out = []
     with torch.no_grad():

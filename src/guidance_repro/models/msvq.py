@@ -223,7 +223,7 @@ class MSVQModel(nn.Module):
         return next(self.parameters()).device
 
     @torch.no_grad()
-    def encode(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    def encode(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """uint8 images (N, H, W[, C]) -> int64 tokens (N, L), scales concatenated coarse to fine."""
         x = images_to_tensor(images, self.cfg.vq_config())
         out = []
@@ -241,7 +241,7 @@ class MSVQModel(nn.Module):
         return idx
 
     @torch.no_grad()
-    def decode(self, codes, batch_size: int = 1000) -> np.ndarray:
+    def decode(self, codes, batch_size: int = 256) -> np.ndarray:
         """Tokens (N, L) -> uint8 images (N, H, W, C)."""
         idx = self.check_tokens(codes)
         out = []

@@ -22,7 +22,6 @@ import argparse
 import time
 
 import numpy as np
-import torch
 
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
@@ -39,6 +38,7 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def _threads(n: int) -> None:
     if n > 0:
+        import torch
         torch.set_num_threads(n)
 
 
@@ -52,28 +52,31 @@ def _encode(args: argparse.Namespace) -> None:
           f"{arrays['codes'].shape[1]} tokens each -> {args.out}")
 
 
-@torch.no_grad()
 def sample_prompts(model, tokenizer, text, captions, guidance, scfg, seed: int, progress: bool = True):
     """uint8 images (n, H, W, C) for ``captions``, one per prompt; the CFG branch is the empty prompt."""
+    import torch
     from tqdm import tqdm
 
     from guidance_repro.models.star import TextCond
     from guidance_repro.models.vq import tensor_to_images
     from guidance_repro.sampling import next_scale as ns
     g = torch.Generator().manual_seed(seed)
-    empty = text.empty()
     images = []
-    for i in tqdm(range(0, len(captions), scfg.batch_size), desc="star sample", disable=not progress):
-        cond = text.encode(captions[i:i + scfg.batch_size])
-        B = len(cond.pooled)
-        if guidance.doubled:
-            cond = TextCond.cat([cond, TextCond(*(t.expand(B, *t.shape[1:]) for t in empty))])
-        _, f_hat = ns.sample_scales(model, tokenizer, cond, B, guidance, scfg, g)
-        images.append(tensor_to_images(tokenizer.decode_fhat(f_hat).cpu()))
+    with torch.no_grad():
+        empty = text.empty()
+        for i in tqdm(range(0, len(captions), scfg.batch_size), desc="star sample", disable=not progress):
+            cond = text.encode(captions[i:i + scfg.batch_size])
+            B = len(cond.pooled)
+            if guidance.doubled:
+                cond = TextCond.cat([cond, TextCond(*(t.expand(B, *t.shape[1:]) for t in empty))])
+            _, f_hat = ns.sample_scales(model, tokenizer, cond, B, guidance, scfg, g)
+            images.append(tensor_to_images(tokenizer.decode_fhat(f_hat).cpu()))
     return np.concatenate(images)
 
 
 def _sample(args: argparse.Namespace) -> None:
+    import torch
+
     from guidance_repro.data import compositions
     from guidance_repro.data import samples as samples_io
     from guidance_repro.guidance.cfg import Guidance

@@ -32,12 +32,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from guidance_repro.errors import ReproError
 
 SETTINGS, MANIFEST = "sampling.json", "manifest.json"
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}  # torch dtype names
 
 
 def key_seed(seed: int, key: str) -> int:
@@ -47,6 +46,7 @@ def key_seed(seed: int, key: str) -> int:
 
 def prompt_uniforms(seed: int, keys, length: int) -> torch.Tensor:
     """(len(keys), length) uniforms, row i from its own generator seeded by (seed, keys[i])."""
+    import torch
     return torch.stack([torch.rand(length, generator=torch.Generator().manual_seed(key_seed(seed, k)))
                         for k in keys])
 
@@ -57,6 +57,7 @@ def image_path(out_dir: Path, entry) -> Path:
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """Images in [-1, 1] (B, 3, H, W) -> uint8 (B, H, W, 3), ⌊255·(x + 1)/2⌋ (STAR's scripts)."""
+    import torch
     return ((x.float().clamp(-1, 1) + 1) * 127.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
@@ -68,10 +69,16 @@ def save_png(image: np.ndarray, path: Path) -> None:
         Image.fromarray(image).save(tmp, format="PNG")
 
 
-@torch.no_grad()
 def sample_mjhq(model, vae, text, entries, out_dir: Path, guidance, scfg, seed: int,
                 precision: str = "fp32", progress: bool = True) -> int:
     """Write the missing ``<out_dir>/<category>/<key>.png`` of ``entries``; the number written."""
+    import torch
+    with torch.no_grad():
+        return _sample_mjhq(model, vae, text, entries, out_dir, guidance, scfg, seed, precision, progress)
+
+
+def _sample_mjhq(model, vae, text, entries, out_dir, guidance, scfg, seed, precision, progress) -> int:
+    import torch
     from tqdm import tqdm
 
     from guidance_repro.models.star import TextCond
@@ -81,7 +88,7 @@ def sample_mjhq(model, vae, text, entries, out_dir: Path, guidance, scfg, seed: 
     empty = text.empty().to(dev)
     L = model.cfg.seq_len
     dtype = PRECISIONS[precision]  # the transformer only; the VQVAE decodes in fp32 (as STAR's scripts)
-    autocast = contextlib.nullcontext() if dtype is None else torch.autocast(dev.type, dtype=dtype)
+    autocast = contextlib.nullcontext() if dtype is None else torch.autocast(dev.type, dtype=getattr(torch, dtype))
     bar = tqdm(total=len(entries), initial=len(entries) - len(todo), desc="star mjhq", disable=not progress)
     for i in range(0, len(todo), scfg.batch_size):
         batch = todo[i:i + scfg.batch_size]
@@ -117,6 +124,7 @@ def _schedule(args) -> list[int]:
 
 
 def _device(name: str) -> torch.device:
+    import torch
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ReproError(f"--device {name}: no CUDA device on this machine")
@@ -146,6 +154,7 @@ def _sample(args: argparse.Namespace) -> None:
     from guidance_repro.models.star_text import load_text_encoder
     from guidance_repro.sampling.ar import SamplerConfig
     if args.threads > 0:
+        import torch
         torch.set_num_threads(args.threads)
     if args.limit < 0:
         raise ReproError(f"--limit: must be >= 0, got {args.limit}")

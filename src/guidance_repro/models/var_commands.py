@@ -16,7 +16,6 @@ import argparse
 import time
 
 import numpy as np
-import torch
 
 from guidance_repro.data import samples as samples_io
 from guidance_repro.data.samples import parse_tags
@@ -28,6 +27,7 @@ from guidance_repro.io import save_npz, write_json
 
 def _threads(n: int) -> None:
     if n > 0:
+        import torch
         torch.set_num_threads(n)
 
 
@@ -59,6 +59,8 @@ def _reconstruct(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
+    import torch
+
     from guidance_repro.guidance.cfg import Guidance
     from guidance_repro.models.msvq import load_msvq
     from guidance_repro.models.var_tasks import load_var

@@ -158,7 +158,7 @@ class VQModel(nn.Module):
         return self.decoder(self.quantize.lookup(idx))
 
     @torch.no_grad()
-    def encode(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    def encode(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """uint8 images (N, H, W) or (N, H, W, C) -> int64 codes (N, h, w)."""
         x = images_to_tensor(images, self.cfg)
         dev = next(self.parameters()).device
@@ -167,7 +167,7 @@ class VQModel(nn.Module):
         return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, self.cfg.grid, self.cfg.grid), np.int64)
 
     @torch.no_grad()
-    def decode(self, codes, batch_size: int = 1000) -> np.ndarray:
+    def decode(self, codes, batch_size: int = 256) -> np.ndarray:
         """Codes (N, h, w) or (N, h*w) -> uint8 images (N, H, W, C)."""
         idx = torch.as_tensor(np.asarray(codes), dtype=torch.long)
         g = self.cfg.grid
