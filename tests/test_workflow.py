@@ -153,3 +153,20 @@ def test_star_paper_tier_missing_local_weights_name_the_key(tmp_path):
     assert proc.returncode != 0
     assert "config key evaluation.inception.weights:" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("dropout, share", [("off", True), ("keep", True), ("off", False)])
+def test_sweep_fine_tunes_share_one_recorded_reference_with_dropout_off(tmp_path, dropout, share):
+    def edit(cfg):
+        _set("cca_llamagen.cca.dropout", dropout)(cfg)
+        _set("cca_llamagen.cca.share_reference", share)(cfg)
+    proc = _snakemake(_workdir_with(tmp_path, edit), "-n", "-p", "--forceall")
+    assert proc.returncode == 0, proc.stderr
+    finetunes = [line for line in proc.stdout.splitlines() if "--task llamagen-cca" in line]
+    sweep = [line for line in finetunes if "/S-pretrained.pt" in line]
+    assert len(sweep) > 1 and len(finetunes) > len(sweep)  # the sweep model S, and M with one point
+    used = dropout == "off" and share
+    assert ("rule cca_llamagen_reference_logp:" in proc.stdout) is used
+    assert all(("--input reference_logp=results/cca_llamagen/models/S-reference-logp.npz" in line) is used
+               for line in sweep)
+    assert not any("reference_logp" in line for line in finetunes if line not in sweep)

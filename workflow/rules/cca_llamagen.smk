@@ -76,10 +76,24 @@ rule cca_llamagen_pretrain:
         " --input codes={input} --out {output} --no-progress > {log} 2>&1"
 
 
-rule cca_llamagen_finetune:
+rule cca_llamagen_reference_logp:
     input:
         base=f"{CL_DIR}/models/{{lg_model}}-pretrained.pt",
         codes=f"{CL_DIR}/codes-train.npz",
+    output:
+        f"{CL_DIR}/models/{{lg_model}}-reference-logp.npz",
+    log:
+        f"{CL_DIR}/logs/reference-logp-{{lg_model}}.log",
+    params:
+        p=cl_reference_params,
+    shell:
+        "guidance-repro cca-reference-logp --params {params.p} --input pretrained={input.base}"
+        " --input codes={input.codes} --out {output} --no-progress > {log} 2>&1"
+
+
+rule cca_llamagen_finetune:
+    input:
+        unpack(cl_finetune_inputs),
     output:
         f"{CL_DIR}/models/{{lg_model}}-{{lg_method}}-b{{lg_beta}}-l{{lg_lam}}.pt",
     log:
@@ -87,9 +101,10 @@ rule cca_llamagen_finetune:
     params:
         p=cl_finetune_params,
         launch=train_launcher(CL["cca"]),
+        ref=cl_reference_arg,
     shell:
         "{params.launch} --task llamagen-cca --params {params.p} --input pretrained={input.base}"
-        " --input codes={input.codes} --out {output} --no-progress > {log} 2>&1"
+        " --input codes={input.codes}{params.ref} --out {output} --no-progress > {log} 2>&1"
 
 
 rule cca_llamagen_sample:

@@ -1,6 +1,7 @@
 # Helpers of workflow/rules/cca_llamagen.smk (CCA on LlamaGen-style next-token AR): paths, sweep
 # points, parameters, the paper-tier file checks.
 import re
+from types import SimpleNamespace
 
 CL = config["cca_llamagen"]
 CL_DIR = "results/cca_llamagen"
@@ -132,6 +133,39 @@ def cl_finetune_params(wildcards):
             "train": cl_train(c),
         }
     )
+
+
+def cl_shares_reference(model):
+    """Whether the fine-tunes of ``model`` reuse one recorded pass of the frozen reference."""
+    c = CL["cca"]
+    return (
+        c["share_reference"]
+        and c["dropout"] == "off"
+        and c["train"].get("nproc", 1) == 1
+        and sum(m == model for m, *_ in cl_finetunes()) > 1
+    )
+
+
+def cl_reference_params(wildcards):
+    """The main CCA point's params: the recorded reference depends only on what every sweep point
+    shares (data order, seed, uncond_ratio, class_dropout, dropout; checked when reused).
+    """
+    b0, l0 = cl_main()
+    return cl_finetune_params(SimpleNamespace(lg_beta=b0, lg_lam=l0, lg_method="cca"))
+
+
+def cl_finetune_inputs(wildcards):
+    out = {
+        "base": f"{CL_DIR}/models/{wildcards.lg_model}-pretrained.pt",
+        "codes": f"{CL_DIR}/codes-train.npz",
+    }
+    if cl_shares_reference(wildcards.lg_model):
+        out["ref"] = f"{CL_DIR}/models/{wildcards.lg_model}-reference-logp.npz"
+    return out
+
+
+def cl_reference_arg(wildcards, input):
+    return f" --input reference_logp={input.ref}" if "ref" in input.keys() else ""
 
 
 def cl_sample_model(wildcards):

@@ -122,22 +122,33 @@ class AlignmentParams:
         return out
 
 
+def alignment_conditions(model: nn.Module, labels: torch.Tensor, null_class: int,
+                         hp: AlignmentParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c2 = [c⁺; c⁻] after the model's own label dropout, m) of a micro-batch's labels."""
+    pos, neg, masked = make_negatives(labels, null_class, hp.uncond_ratio)
+    raw = model.module if hasattr(model, "module") else model  # DDP wrapper
+    return raw.drop_labels(torch.cat([pos, neg])), masked
+
+
 def alignment_step(model: nn.Module, reference: nn.Module, labels: torch.Tensor, null_class: int,
                    hp: AlignmentParams, beta_eff: float,
-                   logp: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, dict]:
+                   logp: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+                   reference_logp: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
     """One CCA / DPO / unlearning loss on a micro-batch, for any family.
 
     ``logp(m, c2)`` returns the per-sequence log-likelihoods of the batch's token sequences, each
     sequence twice ([x; x]), under the conditions c2 = [c⁺; c⁻] (already passed through the model's
-    own label dropout here). The reference runs in train() mode without gradients.
+    own label dropout here). The reference runs in train() mode without gradients, unless
+    ``reference_logp(c2)`` gives its log-likelihoods (recorded once: guidance.cca_reference).
     """
-    pos, neg, masked = make_negatives(labels, null_class, hp.uncond_ratio)
-    raw = model.module if hasattr(model, "module") else model  # DDP wrapper
-    c2 = raw.drop_labels(torch.cat([pos, neg]))  # [pos; neg] in one batch
+    c2, masked = alignment_conditions(model, labels, null_class, hp)
     policy = logp(model, c2)
-    reference.train()
-    with torch.no_grad():
-        ref = logp(reference, c2)
+    if reference_logp is not None:
+        ref = reference_logp(c2)
+    else:
+        reference.train()
+        with torch.no_grad():
+            ref = logp(reference, c2)
     gap = policy - ref
     B = len(labels)
     loss = alignment_loss(hp.method, gap[:B], gap[B:], masked, beta_eff, hp.lam)
@@ -153,7 +164,9 @@ class LlamaGenCCATask:
     ``class_dropout`` (1e-5, the model's own label dropout during fine-tuning, as the official
     DDP script), ``dropout`` (keep | off: keep the model's token/resid/ffn dropout, official
     ``--keep_dropout``). Random draws use the global torch RNG (the loop reseeds it per step/rank).
-    inputs: ``pretrained`` (a llamagen-pretrain model file) and the codes (models.llamagen.load_codes).
+    inputs: ``pretrained`` (a llamagen-pretrain model file) and the codes (models.llamagen.load_codes);
+    optional ``reference_logp``: the reference's log-likelihoods recorded for this data order
+    (``cca-reference-logp``; dropout off only), used instead of running the reference.
     The optimiser (AdamW 0.9/0.95, wd 0.05, lr 1e-5 constant, grad clip 1.0) is the loop's config.
     """
 
@@ -184,6 +197,33 @@ class LlamaGenCCATask:
         self.beta_eff = effective_beta(self.hp.beta, self.hp.beta_mode, self.cfg.seq_len)
         self.codes, self.labels = load_codes(inputs)
         check_codes(self.codes, self.labels, self.cfg)
+        self.inputs = inputs
+        self.cache = None
+        if "reference_logp" in inputs:
+            from guidance_repro.guidance.cca_reference import ReferenceCache
+            if self.dropout != "off":
+                raise ReproError("inputs.reference_logp: recorded reference log-likelihoods need "
+                                 "params.dropout 'off'")
+            self.cache = ReferenceCache(inputs["reference_logp"], self.reference_settings())
+
+    def reference_settings(self) -> dict:
+        """What decides the conditions and the reference's numbers (recorded and checked)."""
+        from guidance_repro.guidance.cca_reference import input_digests
+        return {"uncond_ratio": self.hp.uncond_ratio, "class_dropout": self.hp.class_dropout,
+                "dropout": self.dropout, **input_digests(self.inputs)}
+
+    def check_train_config(self, cfg) -> None:
+        if self.cache is not None:
+            self.cache.check_train_config(cfg)
+
+    def conditions(self, model: nn.Module, labels: torch.Tensor):
+        return alignment_conditions(model, labels, self.cfg.num_classes, self.hp)
+
+    def reference_logp(self, codes: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
+        from guidance_repro.models.llamagen import sequence_logp
+        self.reference.train()
+        with torch.no_grad():
+            return sequence_logp(self.reference, torch.cat([codes, codes]), c2)
 
     def _fresh(self) -> nn.Module:
         from guidance_repro.models.llamagen import GPT
@@ -201,7 +241,8 @@ class LlamaGenCCATask:
         return len(self.codes)
 
     def get_batch(self, indices: np.ndarray):
-        return {"codes": torch.from_numpy(self.codes[indices]), "labels": torch.from_numpy(self.labels[indices])}
+        return {"codes": torch.from_numpy(self.codes[indices]), "labels": torch.from_numpy(self.labels[indices]),
+                "indices": torch.from_numpy(np.asarray(indices, np.int64))}
 
     def on_device(self, device) -> None:
         self.reference.to(device)
@@ -216,8 +257,12 @@ class LlamaGenCCATask:
         dev = next(model.parameters()).device
         codes, labels = batch["codes"].to(dev), batch["labels"].to(dev)
         x2 = torch.cat([codes, codes])
+        cached = None
+        if self.cache is not None:
+            def cached(c2):
+                return self.cache.lookup(step, batch["indices"].cpu().numpy(), c2)
         return alignment_step(model, self.reference, labels, self.cfg.num_classes, self.hp,
-                              self.beta_eff, lambda m, c2: sequence_logp(m, x2, c2))
+                              self.beta_eff, lambda m, c2: sequence_logp(m, x2, c2), cached)
 
 
 def make_llamagen_cca_task(params: dict, inputs: dict) -> LlamaGenCCATask:

@@ -142,6 +142,20 @@ def _check_official(args: argparse.Namespace) -> None:
           f"load strictly -> {args.out}")
 
 
+def _reference_logp(args: argparse.Namespace) -> None:
+    from guidance_repro.guidance.cca import LlamaGenCCATask
+    from guidance_repro.guidance.cca_reference import record
+    from guidance_repro.io import save_npz
+    from guidance_repro.train.commands import parse_inputs, parse_params
+    from guidance_repro.train.config import TrainConfig
+    params = parse_params(args.params)
+    cfg = TrainConfig.from_dict(params.pop("train", {}), key="train")
+    task = LlamaGenCCATask(params, parse_inputs(args.input))
+    arrays = record(task, cfg, progress=not args.no_progress)
+    save_npz(args.out, **arrays)
+    print(f"[cca-reference-logp] {len(arrays['step'])} micro-batches of {cfg.steps} steps -> {args.out}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode-codes", help="VQ codes (N, h, w) + labels of a dataset split, once")
     add_tokenizer_args(p, "train", reconstruct=False)
@@ -165,6 +179,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--long-images", type=int, default=16)
     p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser("cca-reference-logp", help="the frozen reference's log-likelihoods of a llamagen-cca "
+                       "fine-tune's batches, recorded once for every sweep point (dropout off)")
+    p.add_argument("--params", default="{}", help="the fine-tune's JSON params (train section included)")
+    p.add_argument("--input", action="append", default=[], metavar="KEY=PATH",
+                   help="pretrained=MODEL.pt and codes=CODES.npz, as the fine-tune's")
+    p.add_argument("--out", required=True, help="output .npz (input reference_logp of the fine-tunes)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_reference_logp)
 
     p = sub.add_parser("llamagen-check-official", help="strict load of official LlamaGen c2i / VQ-16 files")
     p.add_argument("--gpt", action="append", default=[], metavar="SIZE=PATH")

@@ -45,8 +45,9 @@ CKPT_FORMAT = "guidance_repro.train/1"
 @runtime_checkable
 class TrainTask(Protocol):
     """What a trainer provides. Optional extras: ``param_groups(model, weight_decay) -> list[dict]``
-    (groups may set their own 'lr' and 'weight_decay') and ``on_device(device)`` (move frozen extras,
-    e.g. a CCA reference model). ``loss`` receives the DDP wrapper under torchrun: call it (its
+    (groups may set their own 'lr' and 'weight_decay'), ``on_device(device)`` (move frozen extras,
+    e.g. a CCA reference model) and ``check_train_config(cfg)`` (refuse a train config its inputs
+    were not made for). ``loss`` receives the DDP wrapper under torchrun: call it (its
     forward syncs the gradients) and reach attributes through ``unwrap(model)``."""
 
     name: str
@@ -87,6 +88,14 @@ class DataOrder:
             parts.append(self.perm(epoch)[off:off + k])
             pos += k
         return np.concatenate(parts)
+
+
+def micro_batches(order: DataOrder, step: int, batch_size: int, accumulation: int, world: int,
+                  rank: int) -> list[np.ndarray]:
+    """This rank's dataset indices of each micro-batch of optimizer step ``step``."""
+    micro, shard = batch_size // accumulation, batch_size // (accumulation * world)
+    idx = order.take(step * batch_size, batch_size)
+    return [idx[a * micro + rank * shard: a * micro + (rank + 1) * shard] for a in range(accumulation)]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -187,11 +196,12 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
     if B % (acc * world):
         raise ReproError(f"train.batch_size: {B} is not divisible by accumulation x processes "
                          f"= {acc} x {world}")
-    micro, shard = B // acc, B // (acc * world)
     n = int(task.num_examples())
     if n < 1:
         raise ReproError(f"task {task.name}: the dataset is empty")
 
+    if hasattr(task, "check_train_config"):  # a task whose inputs were made for one train config
+        task.check_train_config(cfg)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     raw = task.build_model().to(device)
     if hasattr(task, "on_device"):
@@ -242,10 +252,8 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
         lr_f = lr_factor(cfg, step)
         for g in opt.param_groups:
             g["lr"] = g["initial_lr"] * lr_f
-        idx = order.take(step * B, B)
         raw.train()
-        for a in range(acc):
-            mine = idx[a * micro + rank * shard: a * micro + (rank + 1) * shard]
+        for a, mine in enumerate(micro_batches(order, step, B, acc, world, rank)):
             batch = to_device(task.get_batch(mine), device)
             sync = world == 1 or a == acc - 1
             with (contextlib.nullcontext() if sync else model.no_sync()):
