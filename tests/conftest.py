@@ -62,3 +62,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+TINY_GPT = dict(vocab_size=32, grid=4, num_classes=5, dim=32, n_layer=2, n_head=2, multiple_of=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt_dir(tmp_path_factory) -> Path:
+    """A folder with codes.npz (40 random 4x4 code grids, 5 classes) and gpt.pt: a TINY_GPT
+    pretrained 3 steps on them (task llamagen-pretrain, the real training loop)."""
+    import math
+
+    import numpy as np
+
+    from guidance_repro.models.llamagen import PretrainTask
+    from guidance_repro.train.config import TrainConfig
+    from guidance_repro.train.loop import train
+    d = tmp_path_factory.mktemp("llamagen")
+    rng = np.random.default_rng(0)
+    np.savez(d / "codes.npz", codes=rng.integers(0, 32, (40, 4, 4)), labels=np.arange(40) % 5)
+    cfg = TrainConfig.from_dict({"steps": 3, "batch_size": 8, "lr": 1e-3, "betas": [0.9, 0.95],
+                                 "weight_decay": 0.05, "grad_clip": 1.0, "device": "cpu"})
+    summary = train(PretrainTask({"model": TINY_GPT}, {"codes": d / "codes.npz"}), cfg, d / "gpt.pt",
+                    progress=False)
+    assert summary["steps"] == 3 and math.isfinite(summary["final_loss"])
+    return d

@@ -12,11 +12,10 @@ from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cca import LlamaGenCCATask
 from guidance_repro.guidance.cca_reference import record
 from guidance_repro.io import save_npz
-from guidance_repro.models.llamagen import PretrainTask, load_gpt
+from guidance_repro.models.llamagen import load_gpt
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.loop import train
 
-TINY = dict(vocab_size=32, grid=4, num_classes=5, dim=32, n_layer=2, n_head=2, multiple_of=16)
 PARAMS = {"beta": 2.0, "lam": 3.0, "uncond_ratio": 0.3, "class_dropout": 0.05, "dropout": "off"}
 TRAIN = {"steps": 5, "batch_size": 8, "accumulation": 2, "lr": 1e-3, "betas": [0.9, 0.95],
          "grad_clip": 1.0, "device": "cpu", "seed": 3}
@@ -25,15 +24,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ref")
-    rng = np.random.default_rng(0)
-    np.savez(d / "codes.npz", codes=rng.integers(0, 32, (40, 4, 4)), labels=np.arange(40) % 5)
-    cfg = TrainConfig.from_dict({"steps": 4, "batch_size": 8, "lr": 3e-3, "device": "cpu"})
-    train(PretrainTask({"model": TINY}, {"codes": d / "codes.npz"}), cfg, d / "gpt.pt", progress=False)
-    inputs = {"pretrained": d / "gpt.pt", "codes": d / "codes.npz"}
-    save_npz(d / "ref.npz", **record(LlamaGenCCATask(PARAMS, inputs), TrainConfig.from_dict(TRAIN), progress=False))
-    return d
+def files(tiny_gpt_dir):
+    inputs = {"pretrained": tiny_gpt_dir / "gpt.pt", "codes": tiny_gpt_dir / "codes.npz"}
+    arrays = record(LlamaGenCCATask(PARAMS, inputs), TrainConfig.from_dict(TRAIN), progress=False)
+    save_npz(tiny_gpt_dir / "ref.npz", **arrays)
+    return tiny_gpt_dir
 
 
 def inputs(d, ref=True):

@@ -11,28 +11,20 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cca import LlamaGenCCATask
-from guidance_repro.models.llamagen import GPTConfig, PretrainTask, load_gpt, sequence_logp
+from guidance_repro.models.llamagen import GPTConfig, load_gpt, sequence_logp
 from guidance_repro.models.vq import VQTask, load_vq, write_codes
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.loop import train
 
-TINY = dict(vocab_size=32, grid=4, num_classes=5, dim=32, n_layer=2, n_head=2, multiple_of=16)
+from conftest import TINY_GPT as TINY
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("llamagen")
-    rng = np.random.default_rng(0)
-    np.savez(d / "codes.npz", codes=rng.integers(0, 32, (40, 4, 4)), labels=np.arange(40) % 5)
-    cfg = TrainConfig.from_dict({"steps": 3, "batch_size": 8, "lr": 1e-3, "betas": [0.9, 0.95],
-                                 "weight_decay": 0.05, "grad_clip": 1.0, "device": "cpu"})
-    summary = train(PretrainTask({"model": TINY}, {"codes": d / "codes.npz"}), cfg, d / "gpt.pt",
-                    progress=False)
-    assert summary["steps"] == 3 and math.isfinite(summary["final_loss"])
-    return d
+def files(tiny_gpt_dir):
+    return tiny_gpt_dir
 
 
 def test_pretrained_file_loads(files):
