@@ -73,36 +73,31 @@ def sample_mjhq(model, vae, text, entries, out_dir: Path, guidance, scfg, seed: 
                 precision: str = "fp32", progress: bool = True) -> int:
     """Write the missing ``<out_dir>/<category>/<key>.png`` of ``entries``; the number written."""
     import torch
-    with torch.no_grad():
-        return _sample_mjhq(model, vae, text, entries, out_dir, guidance, scfg, seed, precision, progress)
-
-
-def _sample_mjhq(model, vae, text, entries, out_dir, guidance, scfg, seed, precision, progress) -> int:
-    import torch
     from tqdm import tqdm
 
     from guidance_repro.models.star import TextCond
     from guidance_repro.sampling import next_scale as ns
     dev = next(model.parameters()).device
     todo = [e for e in entries if not image_path(out_dir, e).is_file()]
-    empty = text.empty().to(dev)
     L = model.cfg.seq_len
     dtype = PRECISIONS[precision]  # the transformer only; the VQVAE decodes in fp32 (as STAR's scripts)
     autocast = contextlib.nullcontext() if dtype is None else torch.autocast(dev.type, dtype=getattr(torch, dtype))
     bar = tqdm(total=len(entries), initial=len(entries) - len(todo), desc="star mjhq", disable=not progress)
-    for i in range(0, len(todo), scfg.batch_size):
-        batch = todo[i:i + scfg.batch_size]
-        B = len(batch)
-        cond = text.encode([e.prompt for e in batch]).to(dev)
-        if guidance.doubled:
-            cond = TextCond.cat([cond, TextCond(*(t.expand(B, *t.shape[1:]) for t in empty))])
-        u = prompt_uniforms(seed, [e.key for e in batch], L)
-        with autocast:
-            _, f_hat = ns.sample_scales(model, vae, cond, B, guidance, scfg, None, uniforms=u)
-        images = to_uint8(vae.decode_fhat(f_hat.float()))
-        for e, image in zip(batch, images):
-            save_png(image, image_path(out_dir, e))
-        bar.update(B)
+    with torch.no_grad():
+        empty = text.empty().to(dev)
+        for i in range(0, len(todo), scfg.batch_size):
+            batch = todo[i:i + scfg.batch_size]
+            B = len(batch)
+            cond = text.encode([e.prompt for e in batch]).to(dev)
+            if guidance.doubled:
+                cond = TextCond.cat([cond, TextCond(*(t.expand(B, *t.shape[1:]) for t in empty))])
+            u = prompt_uniforms(seed, [e.key for e in batch], L)
+            with autocast:
+                _, f_hat = ns.sample_scales(model, vae, cond, B, guidance, scfg, None, uniforms=u)
+            images = to_uint8(vae.decode_fhat(f_hat.float()))
+            for e, image in zip(batch, images):
+                save_png(image, image_path(out_dir, e))
+            bar.update(B)
     bar.close()
     return len(todo)
 
