@@ -16,12 +16,12 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/evaluators.smk"
-include: "workflow/rules/metrics.smk"
 include: "workflow/rules/cca_var.smk"
 include: "workflow/rules/cca_llamagen.smk"
 include: "workflow/rules/autoguidance.smk"
 include: "workflow/rules/star.smk"
 include: "workflow/rules/star_mjhq.smk"
+include: "workflow/rules/metrics.smk"  # after the slices: it reads their point lists
 include: "workflow/rules/report.smk"  # last: it gathers the slices above
 
 

@@ -167,3 +167,42 @@ def test_open_clip_architecture_from_local_file(tmp_path):
     with pytest.raises(ReproError, match="evaluation.clip.weights"):
         (tmp_path / "bad.pt").write_bytes(b"garbage")
         cs.load_scorer("tiny-test-clip", tmp_path / "bad.pt")
+
+
+def test_star_scores_of_several_files_equal_one_file_at_a_time(judge, compositions_npz, tmp_path, capsys):
+    """`star-scores` scores a sweep's points in one process; each file is the one-file result, and
+    an error in any input leaves no scores file."""
+    from guidance_repro import cli
+    from guidance_repro.data import compositions
+    from guidance_repro.data import samples as samples_io
+    from guidance_repro.metrics import toy_composition as tc
+    from guidance_repro.models.star_text import first_item_class
+
+    evaluator = tmp_path / "composition.pt"
+    task = tc.make_composition_task({"model": {"channels": [8, 16, 16], "hidden": 32}},
+                                    {"data": compositions_npz})
+    train(task, TrainConfig.from_dict({"steps": 3, "batch_size": 16, "seed": 0}), evaluator, progress=False)
+    d = compositions.load(compositions_npz, "eval")
+    cats = first_item_class(d["item_class"])
+    files = [tmp_path / "s0.npz", tmp_path / "s1.npz"]
+    for f, rows in zip(files, (slice(0, 150), slice(120, 300))):
+        samples_io.write(f, d["images"][rows], cats[rows], d["captions"][rows], {"point": f.stem})
+    base = ["star-scores", "--judge", str(judge), "--evaluator", str(evaluator),
+            "--data", str(compositions_npz), "--split", "eval", "--threads", "1"]
+    outs = [tmp_path / "s0.json", tmp_path / "s1.json"]
+    assert cli.main([*base, "--samples", *map(str, files), "--out", *map(str, outs)]) == 0
+    for f, out in zip(files, outs):
+        single = tmp_path / "single.json"
+        assert cli.main([*base, "--samples", str(f), "--out", str(single)]) == 0
+        result = json.loads(out.read_text())
+        assert result == json.loads(single.read_text()) and result["samples"] == str(f)
+        assert np.isfinite(result["clip_score"]) and np.isfinite(result["category_fid_mean"])
+
+    no_captions = tmp_path / "plain.npz"
+    samples_io.write(no_captions, d["images"][:20], cats[:20])
+    capsys.readouterr()
+    for samples, out, match in (([files[0], no_captions], [tmp_path / "x.json", tmp_path / "y.json"],
+                                 f"{no_captions}: no captions"),
+                                (files, [tmp_path / "x.json"], "--out: 1 output files for 2")):
+        assert cli.main([*base, "--samples", *map(str, samples), "--out", *map(str, out)]) == 2
+        assert match in capsys.readouterr().err and not any(o.exists() for o in out)

@@ -164,6 +164,41 @@ def test_evaluate_errors_name_the_file(setup, capsys, case, match):
         assert str(ref) in err
 
 
+def test_evaluate_of_several_files_equals_one_file_at_a_time(setup):
+    """A sweep's points are evaluated in one process; each metrics file is the one-file result."""
+    tmp_path, ckpt, ref = setup
+    files = [_samples(tmp_path / f"s{i}.npz", 40 + 10 * i, seed=5 + i) for i in range(3)]
+    outs = [tmp_path / f"m{i}.json" for i in range(3)]
+    rc = cli.main(["evaluate", "--samples", *map(str, files), "--reference", str(ref), "--evaluator",
+                   KIND, "--evaluator-checkpoint", str(ckpt), "--metrics", "fid,kid,is,pr",
+                   "--out", *map(str, outs)])
+    assert rc == 0
+    for f, out in zip(files, outs):
+        rc, single = _evaluate(tmp_path, ckpt, ref, f, "--metrics", "fid,kid,is,pr")
+        assert rc == 0 and json.loads(out.read_text()) == json.loads(single.read_text())
+        assert json.loads(out.read_text())["protocol"]["samples"] == str(f)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("count", "--out: 1 output files for 2 --samples files"),
+    ("twice", "--out: an output file is named twice"),
+    ("bad-second", "resolution 20x20"),
+])
+def test_evaluate_of_several_files_writes_nothing_on_error(setup, capsys, case, match):
+    tmp_path, ckpt, ref = setup
+    first = _samples(tmp_path / "a.npz", 30)
+    second = _samples(tmp_path / "b.npz", 30, size=20 if case == "bad-second" else 16)
+    outs = {"count": [tmp_path / "a.json"], "twice": [tmp_path / "a.json"] * 2}.get(
+        case, [tmp_path / "a.json", tmp_path / "b.json"])
+    rc = cli.main(["evaluate", "--samples", str(first), str(second), "--reference", str(ref),
+                   "--evaluator", KIND, "--evaluator-checkpoint", str(ckpt), "--out", *map(str, outs)])
+    err = capsys.readouterr().err
+    assert rc == 2 and match in err
+    assert not any(o.exists() for o in outs)  # the good first file's metrics are not written either
+    if case == "bad-second":
+        assert str(second) in err
+
+
 def test_bad_inputs(tmp_path, capsys):
     ckpt = _checkpoint(tmp_path / "eval.pt", 0)
     bad = tmp_path / "bad.npz"

@@ -3,8 +3,7 @@
 
 Reads a Snakemake log (default: the newest `.snakemake/log/*.snakemake.log` of the working
 directory), pairs each job's start timestamp with its "Finished jobid" line, and groups the jobs
-into the slices of the DAG (by rule prefix; the shared `evaluate` rule by its `experiment`
-wildcard). Job-minutes are the sum of job durations; with `--cores 2` the wall time is at least
+into the slices of the DAG (by rule-name prefix). Job-minutes are the sum of job durations; with `--cores 2` the wall time is at least
 half of them. Written by hand because Snakemake's own `benchmark:` files would have to be declared
 on every rule and do not record when a job started.
 
@@ -32,11 +31,7 @@ SLICES = (("cca_llamagen", "cca_llamagen"), ("cca_var", "cca_var"), ("autoguidan
           ("train_", "data+evaluators"), ("evaluator", "data+evaluators"), ("training_curve", "data+evaluators"))
 
 
-def slice_of(rule: str, wildcards: str) -> str:
-    if rule == "evaluate":
-        m = re.search(r"experiment=([\w/]+)", wildcards)
-        exp = m.group(1).split("/")[0] if m else "?"
-        return exp if exp else "?"
+def slice_of(rule: str) -> str:
     for prefix, name in SLICES:
         if rule.startswith(prefix):
             return name
@@ -77,7 +72,7 @@ def parse(log: Path) -> dict:
             if job and job["start"] is not None and now is not None:
                 jobs.append({"rule": job["rule"], "wildcards": job["wildcards"],
                              "seconds": (now - job["start"]).total_seconds(),
-                             "slice": slice_of(job["rule"], job["wildcards"])})
+                             "slice": slice_of(job["rule"])})
     if not jobs:
         raise SystemExit(f"error: {log}: no finished jobs found (is it a Snakemake log?)")
     return {"log": str(log), "wall_seconds": (last - first).total_seconds(), "jobs": jobs}

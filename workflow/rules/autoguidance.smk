@@ -1,7 +1,8 @@
 # Autoguidance (Karras et al. 2024). 2-D toy: three toy2d-density models -> Fig. 1 panels, exact
 # numbers, claims. Fashion-MNIST: EDM denoisers (main, guides, unconditional CFG guide) -> one
-# samples file per (method, guide, w) -> the shared `evaluate` -> report (FID vs w, PR, grids,
-# Table 1-style ablation, claims). Paper tier: EDM2 pickle check (autoguidance.edm2).
+# samples file per (method, guide, w) -> metrics of every point (one `autoguidance_evaluate` job)
+# -> report (FID vs w, PR, grids, Table 1-style ablation, claims). Paper tier: EDM2 pickle check
+# (autoguidance.edm2).
 
 
 include: "autoguidance_common.smk"

@@ -114,7 +114,7 @@ def training_log(wildcards):
     return f"{wildcards.model}.pt.log.jsonl"
 
 
-# Evaluator and reference statistics of each experiment the shared `evaluate` rule measures
+# Evaluator and reference statistics of each experiment the evaluation rules (metrics.smk) measure
 # (kind, evaluator file, reference stats); Fashion-MNIST experiments use the toy classifier.
 EVALUATE_SETUPS = {
     "star": (
@@ -130,21 +130,34 @@ FMNIST_SETUP = (
 )
 
 
-def evaluate_kind(wildcards):
-    return EVALUATE_SETUPS.get(wildcards.experiment, FMNIST_SETUP)[0]
+def evaluate_kind(experiment):
+    return EVALUATE_SETUPS.get(experiment, FMNIST_SETUP)[0]
 
 
-def evaluate_evaluator(wildcards):
-    return EVALUATE_SETUPS.get(wildcards.experiment, FMNIST_SETUP)[1]
+def evaluate_evaluator(experiment):
+    return EVALUATE_SETUPS.get(experiment, FMNIST_SETUP)[1]
 
 
-def evaluate_reference(wildcards):
-    return EVALUATE_SETUPS.get(wildcards.experiment, FMNIST_SETUP)[2]
+def evaluate_reference(experiment):
+    return EVALUATE_SETUPS.get(experiment, FMNIST_SETUP)[2]
 
 
-def evaluate_metrics(wildcards):
+def evaluate_metrics(experiment):
     """evaluation.metrics, less IS where the evaluator has no classifier head (composition)."""
     names = config["evaluation"]["metrics"].split(",")
-    if evaluate_kind(wildcards) == "toy-composition":
+    if evaluate_kind(experiment) == "toy-composition":
         names = [m for m in names if m != "is"]
     return ",".join(names)
+
+
+def evaluated_points():
+    """experiment -> the stems of its samples files that get a metrics file."""
+    points = {
+        "cca_llamagen": [*cl_points(), *cl_noise_points(), "reconstruction-test"],
+        "cca_var": [*cv_points(), "reconstruction-test"],
+        "star": st_points(),
+    }
+    # a config may leave the autoguidance section out (paper-tier STAR)
+    if "image" in AG:
+        points["autoguidance/fmnist"] = ag_image_points()
+    return points

@@ -2,7 +2,7 @@
 # frozen text encoder (a small CLIP on the train split, never the judge) + multi-scale VQ ->
 # tokens at 16 px and 32 px -> pretrain at 16 px (RoPE and, as the ablation, learned absolute
 # positions) -> resolution step: fine-tune at 32 px -> CCA for text -> samples (one per eval
-# caption; CFG sweep, CCA over lambda, the ablation) -> metrics (FID via `evaluate`, CLIP score
+# caption; CFG sweep, CCA over lambda, the ablation) -> metrics (FID via `star_evaluate`, CLIP score
 # and per-category FID) -> table, figures, claims.
 
 
@@ -164,18 +164,20 @@ rule star_sample:
         " --no-progress --out {output} > {log} 2>&1"
 
 
+# All points in one process, as the evaluation (metrics.smk): a point takes about a second, a
+# process that loads the judge CLIP (open_clip) and the reference features about 8.
 rule star_scores:
     input:
-        samples=f"{ST_DIR}/samples/{{point}}.npz",
+        samples=expand(f"{ST_DIR}/samples/{{point}}.npz", point=st_points()),
         judge="results/evaluators/judge_clip.pt",
         evaluator="results/evaluators/composition.pt",
         data="results/data/compositions.npz",
     output:
-        f"{ST_DIR}/scores/{{point}}.json",
+        expand(f"{ST_DIR}/scores/{{point}}.json", point=st_points()),
     log:
-        f"{ST_DIR}/logs/scores-{{point}}.log",
+        f"{ST_DIR}/logs/scores.log",
     benchmark:
-        f"{ST_DIR}/benchmarks/scores-{{point}}.tsv"
+        f"{ST_DIR}/benchmarks/scores.tsv"
     shell:
         "guidance-repro star-scores --samples {input.samples} --judge {input.judge}"
         " --evaluator {input.evaluator} --data {input.data} --split eval"

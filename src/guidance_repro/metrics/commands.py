@@ -49,21 +49,36 @@ def _reference_stats(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    """Metrics of one or more samples files against one reference, with one loaded evaluator.
+
+    A sweep's points are evaluated in one process: a point takes well under a second, while
+    starting Python with torch and clean-fid (which imports torchvision) takes about 4 s. Every
+    point is computed before any file is written, so a bad input leaves no metrics file behind.
+    """
     from guidance_repro.metrics import evaluate as ev
 
+    samples, outs = [Path(s) for s in args.samples], [Path(o) for o in args.out]
+    if len(samples) != len(outs):
+        raise ReproError(f"--out: {len(outs)} output files for {len(samples)} --samples files "
+                         "(one metrics file per samples file, in the same order)")
+    if len(set(outs)) != len(outs):
+        raise ReproError("--out: an output file is named twice")
     metrics = ev.parse_metrics(args.metrics)
-    data = ev.load_images(args.samples)
     ref = ev.load_reference(args.reference)
     extractor = build_extractor(args)
-    ev.check_compatible(str(args.samples), data["images"], ref, str(args.reference), extractor)
-    images = ev.select_samples(data["images"], args.num, args.seed, str(args.samples))
-    result = ev.evaluate(images, ref, extractor, metrics, seed=args.seed,
-                         is_split_size=args.is_split_size, pr_k=args.pr_k, device=args.device,
-                         samples_path=str(args.samples), ref_path=str(args.reference),
-                         sampler_meta=data["meta"])
-    write_json(args.out, result)
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if k != "protocol")
-    print(f"[evaluate] {args.samples}: {shown} -> {args.out}")
+    results = []
+    for path in samples:
+        data = ev.load_images(path)
+        ev.check_compatible(str(path), data["images"], ref, str(args.reference), extractor)
+        images = ev.select_samples(data["images"], args.num, args.seed, str(path))
+        results.append(ev.evaluate(images, ref, extractor, metrics, seed=args.seed,
+                                   is_split_size=args.is_split_size, pr_k=args.pr_k,
+                                   device=args.device, samples_path=str(path),
+                                   ref_path=str(args.reference), sampler_meta=data["meta"]))
+    for path, out, result in zip(samples, outs, results):
+        write_json(out, result)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if k != "protocol")
+        print(f"[evaluate] {path}: {shown} -> {out}")
 
 
 def add_extractor_args(p: argparse.ArgumentParser) -> None:
@@ -89,8 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_extractor_args(p)
     p.set_defaults(func=_reference_stats)
 
-    p = sub.add_parser("evaluate", help="FID/KID/IS/precision/recall of a samples file")
-    p.add_argument("--samples", required=True, help="samples-format .npz")
+    p = sub.add_parser("evaluate", help="FID/KID/IS/precision/recall of samples files")
+    p.add_argument("--samples", required=True, nargs="+", help="samples-format .npz file(s)")
     p.add_argument("--reference", required=True, help="reference-stats .npz")
     p.add_argument("--num", type=int, default=None, help="use this many samples (seeded subset)")
     p.add_argument("--metrics", default="fid,is,pr", help="comma list of fid,kid,is,pr")
@@ -98,6 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="IS split size (ADM evaluator: 5000)")
     p.add_argument("--pr-k", type=int, default=3,
                    help="k of the k-NN manifolds for precision/recall (ADM evaluator: 3)")
-    p.add_argument("--out", required=True, help="output metrics .json")
+    p.add_argument("--out", required=True, nargs="+",
+                   help="output metrics .json, one per --samples file in the same order")
     add_extractor_args(p)
     p.set_defaults(func=_evaluate)

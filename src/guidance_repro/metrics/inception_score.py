@@ -9,7 +9,6 @@ Written by hand because that evaluator is TensorFlow code that no maintained pac
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_softmax
 
 from guidance_repro.errors import ReproError
 
@@ -22,6 +21,8 @@ def inception_score(logits: np.ndarray, split_size: int = ADM_SPLIT_SIZE) -> tup
         raise ReproError(f"IS: logits must be (N > 0, K), got {logits.shape}")
     if split_size < 1:
         raise ReproError(f"IS: split size must be positive, got {split_size}")
+    from scipy.special import log_softmax  # here, not at import: the CLI parser imports this module
+
     log_p = log_softmax(logits.astype(np.float64), axis=1)
     p = np.exp(log_p)
     scores = []

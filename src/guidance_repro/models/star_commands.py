@@ -134,6 +134,9 @@ def per_category_fid(gen_feats: np.ndarray, gen_cats: np.ndarray, ref_feats: np.
 
 
 def _scores(args: argparse.Namespace) -> None:
+    """CLIP score and per-category FID of one or more samples files (one loaded judge, evaluator
+    and reference: a point takes about a second, starting the process with open_clip about 5 s).
+    Every point is computed before any file is written."""
     from guidance_repro.data import compositions
     from guidance_repro.data import samples as samples_io
     from guidance_repro.data.fashion_mnist import CAPTION_NAMES
@@ -142,25 +145,37 @@ def _scores(args: argparse.Namespace) -> None:
     from guidance_repro.metrics.features import get_extractor
     from guidance_repro.models.star_text import first_item_class
     _threads(args.threads)
-    s = samples_io.read(args.samples)
-    if s.captions is None:
-        raise ReproError(f"{args.samples}: no captions, no CLIP score")
+    if len(args.samples) != len(args.out):
+        raise ReproError(f"--out: {len(args.out)} output files for {len(args.samples)} --samples "
+                         "files (one scores file per samples file, in the same order)")
+    if len(set(args.out)) != len(args.out):
+        raise ReproError("--out: an output file is named twice")
     scorer = load_scorer("toy-judge", args.judge)
     scorer.progress = False
-    clip = clip_score(scorer, s.images, s.captions, "raw")
     d = compositions.load(args.data, args.split)
     ex = get_extractor("toy-composition", args.evaluator)
     ref_f = np.asarray(ex.features(d["images"]), np.float32)
-    gen_f = np.asarray(ex.features(s.images), np.float32)
-    cats = per_category_fid(gen_f, s.labels, ref_f, first_item_class(d["item_class"]), CAPTION_NAMES)
-    result = {"clip_score": clip["clip_score"], "clip_score_std": clip["std"], "clip_variant": "raw",
-              "clip_model": "toy-judge", "clip_model_sha256": clip["model_sha256"], "n": clip["n"],
-              "category_fid": cats, "category_fid_mean": float(np.mean([v["fid"] for v in cats.values() if v["fid"] is not None])),
-              "evaluator": ex.name, "evaluator_sha256": ex.sha256, "reference": f"{args.data}:{args.split}",
-              "sampler": s.meta, "samples": str(args.samples)}
-    write_json(args.out, result)
-    print(f"[star-scores] CLIP {clip['clip_score']:.4f}, mean category FID "
-          f"{result['category_fid_mean']:.2f} -> {args.out}")
+    ref_cats = first_item_class(d["item_class"])
+    results = []
+    for path in args.samples:
+        s = samples_io.read(path)
+        if s.captions is None:
+            raise ReproError(f"{path}: no captions, no CLIP score")
+        clip = clip_score(scorer, s.images, s.captions, "raw")
+        gen_f = np.asarray(ex.features(s.images), np.float32)
+        cats = per_category_fid(gen_f, s.labels, ref_f, ref_cats, CAPTION_NAMES)
+        fids = [v["fid"] for v in cats.values() if v["fid"] is not None]
+        results.append({"clip_score": clip["clip_score"], "clip_score_std": clip["std"],
+                        "clip_variant": "raw", "clip_model": "toy-judge",
+                        "clip_model_sha256": clip["model_sha256"], "n": clip["n"],
+                        "category_fid": cats, "category_fid_mean": float(np.mean(fids)),
+                        "evaluator": ex.name, "evaluator_sha256": ex.sha256,
+                        "reference": f"{args.data}:{args.split}", "sampler": s.meta,
+                        "samples": str(path)})
+    for out, result in zip(args.out, results):
+        write_json(out, result)
+        print(f"[star-scores] {result['samples']}: CLIP {result['clip_score']:.4f}, mean category "
+              f"FID {result['category_fid_mean']:.2f} -> {out}")
 
 
 def _check_paper(args: argparse.Namespace) -> None:
@@ -215,12 +230,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_sampler_args(p, 0.0, "VAR-ramp cfg; 0 = no guidance", temperature=False, cache=False)
     p.set_defaults(func=_sample)
 
-    p = sub.add_parser("star-scores", help="CLIP score + per-category FID of a STAR samples file")
-    p.add_argument("--samples", required=True)
+    p = sub.add_parser("star-scores", help="CLIP score + per-category FID of STAR samples files")
+    p.add_argument("--samples", required=True, nargs="+")
     p.add_argument("--judge", required=True, help="judge CLIP model file (toy-judge)")
     p.add_argument("--evaluator", required=True, help="composition evaluator model file")
     p.add_argument("--data", required=True, help="compositions .npz (references)")
     p.add_argument("--split", default="eval")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, nargs="+", help="one per --samples file, same order")
     p.set_defaults(func=_scores)
