@@ -15,7 +15,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,20 +23,22 @@ from guidance_repro.guidance.cfg import Guidance
 from guidance_repro.io import write_json
 from guidance_repro.models.llamagen import GPT, GPTConfig, load_gpt, num_params
 from guidance_repro.sampling import ar
+from guidance_repro.sampling.bench_script import interleaved_times
 
 
-def timed(model, n: int, batch: int, guidance: Guidance, use_cache: bool, repeats: int, seed: int) -> dict:
+def timed(model, n: int, batch: int, guidances: dict[str, Guidance], use_cache: bool, repeats: int,
+          seed: int) -> dict[str, dict]:
+    """Each guidance's best of ``repeats`` passes over ``n`` images, the passes taken in turns."""
     cfg = ar.SamplerConfig(batch_size=batch, use_cache=use_cache)
     labels = ar.class_balanced_labels(n, model.cfg.num_classes, seed)
-    ar.sample_codes(model, labels[:min(n, batch)], guidance, cfg, seed, progress=False)  # warm-up
-    times = []
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        ar.sample_codes(model, labels, guidance, cfg, seed + r, progress=False)
-        times.append(time.perf_counter() - t0)
-    best = min(times)
-    return {"images": n, "batch": batch, "seconds_best": best, "seconds_all": times,
-            "images_per_s": n / best, "tokens_per_s": n * model.cfg.seq_len / best}
+    for g in guidances.values():  # warm-up
+        ar.sample_codes(model, labels[:min(n, batch)], g, cfg, seed, progress=False)
+    times = interleaved_times({name: (lambda r, g=g: ar.sample_codes(model, labels, g, cfg, seed + r,
+                                                                      progress=False))
+                               for name, g in guidances.items()}, repeats)
+    return {name: {"images": n, "batch": batch, "seconds_best": min(t), "seconds_all": t,
+                   "images_per_s": n / min(t), "tokens_per_s": n * model.cfg.seq_len / min(t)}
+            for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -58,16 +59,18 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     model = load_gpt(args.model) if args.model else GPT(GPTConfig.from_dict({"size": args.size})).eval()
 
-    free = timed(model, args.images, args.batch, Guidance("none"), True, args.repeats, args.seed)
-    cfg = timed(model, args.images, args.batch, Guidance("cfg", args.cfg_scale), True, args.repeats, args.seed)
+    pair = timed(model, args.images, args.batch, {"free": Guidance("none"), "cfg": Guidance("cfg", args.cfg_scale)},
+                 True, args.repeats, args.seed)
+    free, cfg = pair["free"], pair["cfg"]
 
     # 256 tokens: the same architecture on a 16x16 grid (positions are not weights, so the trained
     # weights, if any, carry over; a random model otherwise).
     long_cfg = GPTConfig.from_dict({**model.cfg.to_dict(), "grid": 16})
     long_model = GPT(long_cfg).eval()
     long_model.load_state_dict(model.state_dict())
-    cache = timed(long_model, args.long_images, args.long_images, Guidance("none"), True, args.repeats, args.seed)
-    recompute = timed(long_model, args.long_images, args.long_images, Guidance("none"), False, 1, args.seed)
+    none = {"none": Guidance("none")}
+    cache = timed(long_model, args.long_images, args.long_images, none, True, args.repeats, args.seed)["none"]
+    recompute = timed(long_model, args.long_images, args.long_images, none, False, 1, args.seed)["none"]
 
     result = {
         "benchmark": "ar_sampling",

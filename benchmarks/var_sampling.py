@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 import torch
@@ -28,20 +27,20 @@ from guidance_repro.models.msvq import MSVQConfig, MSVQModel, load_msvq
 from guidance_repro.models.var import VAR, VARConfig, num_params
 from guidance_repro.models.var_tasks import load_var
 from guidance_repro.sampling import next_scale as ns
+from guidance_repro.sampling.bench_script import interleaved_times
 
 
-def timed(model, tok, n: int, batch: int, guidance: Guidance, use_cache: bool, repeats: int) -> dict:
-    cfg = ns.SamplerConfig(batch_size=batch, use_cache=use_cache)
+def timed(model, tok, n: int, batch: int, setups: dict[str, tuple[Guidance, bool]], repeats: int) -> dict:
+    """Each (guidance, use_cache) setup's best of ``repeats`` passes, the passes taken in turns."""
     labels = ns.class_balanced_labels(n, model.cfg.num_classes, 0)
-    ns.sample_images(model, tok, labels[:min(n, batch)], guidance, cfg, 0, progress=False)  # warm-up
-    times = []
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        ns.sample_images(model, tok, labels, guidance, cfg, r, progress=False)
-        times.append(time.perf_counter() - t0)
-    best = min(times)
-    return {"images": n, "batch": batch, "use_cache": use_cache, "guidance": guidance.method,
-            "seconds_best": best, "seconds_all": times, "seconds_per_image": best / n}
+    configs = {name: ns.SamplerConfig(batch_size=batch, use_cache=cache) for name, (_, cache) in setups.items()}
+    for name, (g, _) in setups.items():  # warm-up
+        ns.sample_images(model, tok, labels[:min(n, batch)], g, configs[name], 0, progress=False)
+    times = interleaved_times({name: (lambda r, g=g, c=configs[name]: ns.sample_images(
+        model, tok, labels, g, c, r, progress=False)) for name, (g, _) in setups.items()}, repeats)
+    return {name: {"images": n, "batch": batch, "use_cache": setups[name][1], "guidance": setups[name][0].method,
+                   "seconds_best": min(t), "seconds_all": t, "seconds_per_image": min(t) / n}
+            for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -62,13 +61,12 @@ def main(argv=None) -> int:
     else:
         tok = MSVQModel(MSVQConfig()).eval()
         model = VAR(VARConfig(depth=6, width_per_depth=32, head_dim=32)).eval()
-    runs = {}
-    for name, g, cache in (("guidance_free_cache", Guidance("none"), True),
-                           ("cfg_cache", Guidance("cfg", 1.0), True),
-                           ("guidance_free_recompute", Guidance("none"), False),
-                           ("cfg_recompute", Guidance("cfg", 1.0), False)):
-        runs[name] = timed(model, tok, args.num, args.batch, g, cache, args.repeats)
-        print(f"{name:26s} {runs[name]['seconds_per_image'] * 1e3:8.3f} ms/image", flush=True)
+    runs = timed(model, tok, args.num, args.batch,
+                 {"guidance_free_cache": (Guidance("none"), True), "cfg_cache": (Guidance("cfg", 1.0), True),
+                  "guidance_free_recompute": (Guidance("none"), False),
+                  "cfg_recompute": (Guidance("cfg", 1.0), False)}, args.repeats)
+    for name, run in runs.items():
+        print(f"{name:26s} {run['seconds_per_image'] * 1e3:8.3f} ms/image", flush=True)
     out = {
         "family": "var", "model": f"d{model.cfg.depth}", "params": num_params(model),
         "seq_len": model.cfg.seq_len, "patch_nums": list(model.cfg.patch_nums), "runs": runs,

@@ -122,6 +122,18 @@ def test_ar_benchmark_adds_the_claim_keys(files, tmp_path):
     assert b["kv_cache_speedup_256"] > 0 and not Path(str(out) + ".raw.json").exists()
 
 
+def test_benchmark_passes_are_taken_in_turns():
+    from guidance_repro.errors import ReproError
+    from guidance_repro.sampling.bench_script import interleaved_times
+
+    calls = []
+    times = interleaved_times({"a": lambda r: calls.append(("a", r)), "b": lambda r: calls.append(("b", r))}, 3)
+    assert calls == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+    assert [len(t) for t in times.values()] == [3, 3] and all(x >= 0 for t in times.values() for x in t)
+    with pytest.raises(ReproError, match="--repeats: must be at least 1"):
+        interleaved_times({"a": lambda r: None}, 0)
+
+
 def test_check_official_names_the_missing_file(tmp_path, capsys):
     assert main(["llamagen-check-official", "--gpt", f"B={tmp_path / 'none.pt'}",
                  "--out", str(tmp_path / "r.json")]) == 2

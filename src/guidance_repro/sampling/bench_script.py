@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import time
 from pathlib import Path
+from typing import Callable
 
 from guidance_repro.errors import ReproError
 
@@ -44,3 +46,21 @@ def run_script(script: str | Path, argv: list[str], out: str | Path) -> dict:
     finally:
         raw.unlink(missing_ok=True)
     return result
+
+
+def interleaved_times(runs: dict[str, Callable[[int], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` calls ``fn(r)`` of every run, taken round-robin (A B A B ...).
+
+    Timed one run after the other, a slow phase of a shared machine (another tenant, a job on the
+    other core) lands on whichever run it coincides with, and a time ratio moved from 1.7 to 2.0
+    between two runs of the same benchmark; taken in turns, each phase hits every run alike.
+    """
+    if repeats < 1:
+        raise ReproError(f"--repeats: must be at least 1, got {repeats}")
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(repeats):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn(r)
+            times[name].append(time.perf_counter() - t0)
+    return times
