@@ -12,6 +12,10 @@ config unchanged, i.e. the run CI repeats.
 
     .venv/bin/python tools/measure_regression_bands.py --seeds 4          # ~3 min per seed, quiet
     .venv/bin/python tools/measure_regression_bands.py --seeds 4 --workroot /tmp/bands --reuse
+    .venv/bin/python tools/measure_regression_bands.py --targets star_all --merge-prefix star/
+
+The last form re-measures one slice and replaces only its bands in the file (recorded under
+`made.additions`); the seed count must be the file's.
 
 The runs go one after the other with `--cores 2`, niced (the machine is shared). They all run
 one snapshot of the code (Snakefile, workflow/, src/, benchmarks/, .test/config copied into
@@ -36,6 +40,8 @@ from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
+
+from guidance_repro.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = ROOT / ".test" / "config" / "config.yaml"
@@ -158,6 +164,9 @@ def main() -> None:
                    help="keep the code snapshot and run folders; Snakemake only redoes what is out of date")
     p.add_argument("--targets", nargs="*", default=[],
                    help="Snakemake targets (e.g. cca_var_all); default: the whole DAG")
+    p.add_argument("--merge-prefix", default="",
+                   help="keep --out and replace only the bands whose name starts with this (e.g. "
+                        "star/); the runs are recorded under made.additions")
     args = p.parse_args()
     if args.seeds < 4:
         sys.exit("error: --seeds must be at least 4 (a band from fewer runs is a guess)")
@@ -186,11 +195,30 @@ def main() -> None:
         "runs": [{"seed": r["seed"], "seconds": r["seconds"]} for r in runs],
         "cores": args.cores,
     }
+    out = workroot / "bands.json" if args.merge_prefix else args.out
     cmd = [sys.executable, "-m", "guidance_repro", "regression-bands",
            "--runs", *[str(workroot / f"seed-{r['seed']}" / "results") for r in runs],
-           "--seeds", *[str(r["seed"]) for r in runs], "--out", str(args.out), "--meta", json.dumps(meta)]
+           "--seeds", *[str(r["seed"]) for r in runs], "--out", str(out), "--meta", json.dumps(meta)]
     subprocess.run(cmd, cwd=ROOT, check=True)
+    if args.merge_prefix:
+        merge(out, args.out, args.merge_prefix, meta)
     print(f"wrote {args.out} from {len(runs)} seed runs in {workroot}")
+
+
+def merge(new_path: Path, out: Path, prefix: str, meta: dict) -> None:
+    """Replace the bands of ``out`` whose name starts with ``prefix`` by those of ``new_path``."""
+    new, doc = json.loads(new_path.read_text()), json.loads(out.read_text())
+    added = {k: v for k, v in new["metrics"].items() if k.startswith(prefix)}
+    if not added:
+        sys.exit(f"error: --merge-prefix {prefix!r}: the runs made no metric of that name")
+    if len(new["made"]["seeds"]) != len(doc["made"]["seeds"]):
+        sys.exit(f"error: --merge-prefix: {len(new['made']['seeds'])} seed runs, but {out} was made "
+                 f"from {len(doc['made']['seeds'])}; every band of one file has the same seed count")
+    doc["metrics"] = {**{k: v for k, v in doc["metrics"].items() if not k.startswith(prefix)}, **added}
+    doc["made"].setdefault("additions", []).append({**meta, "metrics_prefix": prefix,
+                                                    "metrics_added": len(added)})
+    write_json(out, doc)
+    print(f"{out}: {len(added)} bands for {prefix}* from the new runs, the others kept")
 
 
 if __name__ == "__main__":
