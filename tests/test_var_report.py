@@ -50,6 +50,7 @@ def test_claims_compare_best_points(table, tmp_path):
     assert lower["cca_fid"] == 21.0 and lower["pretrained_fid"] == 30.0 and lower["holds"]
     match = next(x for x in var if "best CFG" in x["claim"])
     assert match["best_cfg_fid"] == 20.0 and match["best_cfg_scale"] == 1.0 and not match["holds"]
+    assert match["gap_closed"] == pytest.approx((30.0 - 21.0) / (30.0 - 20.0))
     assert main(["cca-claims", "--table", str(table), "--out", str(tmp_path / "c.json"),
                  "--markdown", str(tmp_path / "c.md")]) == 0
     assert "| var | d4 | CCA lowers" in (tmp_path / "c.md").read_text()
