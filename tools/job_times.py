@@ -3,9 +3,9 @@
 
 Reads a Snakemake log (default: the newest `.snakemake/log/*.snakemake.log` of the working
 directory), pairs each job's start timestamp with its "Finished jobid" line, and groups the jobs
-into the slices of the DAG (by rule-name prefix). Job-minutes are the sum of job durations; with `--cores 2` the wall time is at least
-half of them. Written by hand because Snakemake's own `benchmark:` files would have to be declared
-on every rule and do not record when a job started.
+into the slices of the DAG (by rule-name prefix). Job-minutes are the sum of job durations; with
+`--cores 2` the wall time is at least half of them. Written by hand because Snakemake's own
+`benchmark:` files would have to be declared on every rule and do not record when a job started.
 
     python tools/job_times.py [LOG] [--json results/run_times.json]
 """

@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from guidance_repro.errors import ReproError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -32,6 +34,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def paired_outputs(inputs: list, outputs: list, what: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs of a command that writes one ``what`` file per ``--samples`` file,
+    checked before anything is computed: as many outputs as inputs, no output named twice."""
+    if len(inputs) != len(outputs):
+        raise ReproError(f"--out: {len(outputs)} output files for {len(inputs)} --samples files "
+                         f"(one {what} file per samples file, in the same order)")
+    if len(set(map(str, outputs))) != len(outputs):
+        raise ReproError("--out: an output file is named twice")
+    return [(Path(i), Path(o)) for i, o in zip(inputs, outputs)]
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

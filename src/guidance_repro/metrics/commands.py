@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import save_npz, write_json
+from guidance_repro.io import paired_outputs, save_npz, write_json
 from guidance_repro.metrics.inception_score import ADM_SPLIT_SIZE
 
 # torch / clean-fid are imported inside the commands: building the CLI parser stays fast.
@@ -57,17 +57,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     """
     from guidance_repro.metrics import evaluate as ev
 
-    samples, outs = [Path(s) for s in args.samples], [Path(o) for o in args.out]
-    if len(samples) != len(outs):
-        raise ReproError(f"--out: {len(outs)} output files for {len(samples)} --samples files "
-                         "(one metrics file per samples file, in the same order)")
-    if len(set(outs)) != len(outs):
-        raise ReproError("--out: an output file is named twice")
+    pairs = paired_outputs(args.samples, args.out, "metrics")
     metrics = ev.parse_metrics(args.metrics)
     ref = ev.load_reference(args.reference)
     extractor = build_extractor(args)
     results = []
-    for path in samples:
+    for path, _ in pairs:
         data = ev.load_images(path)
         ev.check_compatible(str(path), data["images"], ref, str(args.reference), extractor)
         images = ev.select_samples(data["images"], args.num, args.seed, str(path))
@@ -75,7 +70,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                                    is_split_size=args.is_split_size, pr_k=args.pr_k,
                                    device=args.device, samples_path=str(path),
                                    ref_path=str(args.reference), sampler_meta=data["meta"]))
-    for path, out, result in zip(samples, outs, results):
+    for (path, out), result in zip(pairs, results):
         write_json(out, result)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if k != "protocol")
         print(f"[evaluate] {path}: {shown} -> {out}")

@@ -26,7 +26,7 @@ import numpy as np
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
 from guidance_repro.sampling.cli_args import add_sampler_args
-from guidance_repro.io import save_npz
+from guidance_repro.io import paired_outputs, save_npz
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -145,11 +145,7 @@ def _scores(args: argparse.Namespace) -> None:
     from guidance_repro.metrics.features import get_extractor
     from guidance_repro.models.star_text import first_item_class
     _threads(args.threads)
-    if len(args.samples) != len(args.out):
-        raise ReproError(f"--out: {len(args.out)} output files for {len(args.samples)} --samples "
-                         "files (one scores file per samples file, in the same order)")
-    if len(set(args.out)) != len(args.out):
-        raise ReproError("--out: an output file is named twice")
+    pairs = paired_outputs(args.samples, args.out, "scores")
     scorer = load_scorer("toy-judge", args.judge)
     scorer.progress = False
     d = compositions.load(args.data, args.split)
@@ -157,7 +153,7 @@ def _scores(args: argparse.Namespace) -> None:
     ref_f = np.asarray(ex.features(d["images"]), np.float32)
     ref_cats = first_item_class(d["item_class"])
     results = []
-    for path in args.samples:
+    for path, _ in pairs:
         s = samples_io.read(path)
         if s.captions is None:
             raise ReproError(f"{path}: no captions, no CLIP score")
@@ -172,7 +168,7 @@ def _scores(args: argparse.Namespace) -> None:
                         "evaluator": ex.name, "evaluator_sha256": ex.sha256,
                         "reference": f"{args.data}:{args.split}", "sampler": s.meta,
                         "samples": str(path)})
-    for out, result in zip(args.out, results):
+    for (_, out), result in zip(pairs, results):
         write_json(out, result)
         print(f"[star-scores] {result['samples']}: CLIP {result['clip_score']:.4f}, mean category "
               f"FID {result['category_fid_mean']:.2f} -> {out}")
