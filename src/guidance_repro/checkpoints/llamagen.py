@@ -6,8 +6,8 @@
   as is (no key mapping) — every key and shape is checked first, and a mismatch names the key.
 - ``vq_ds16_c2i.pt``: the VQ-16 tokenizer (``['model']``): the documented keys and shapes
   (codebook 16384 x 8, quant convs, ``codebook_used`` buffer) and the encoder/decoder tensor
-  counts (144 / 194, 344 in all) are checked; the tokenizer's conv stack itself is not
-  re-implemented here (see :func:`check_official_vq`).
+  counts (144 / 194, 344 in all) are checked (:func:`check_official_vq`), then every key and shape
+  against models/llamagen_vq16.py's network, which loads it strictly (:func:`load_official_vq`).
 
 Files are opened with ``torch.load(weights_only=True)``: they hold plain tensors.
 """
@@ -99,9 +99,8 @@ def check_official_vq(path: str | os.PathLike | None = None, state_dict: dict | 
     """Check ``vq_ds16_c2i.pt`` against its documented layout and return the state dict.
 
     Checked: the ``['model']`` container, the six documented keys with their shapes, 144
-    ``encoder.*`` and 194 ``decoder.*`` tensors, 344 tensors in all, nothing else. The encoder and
-    decoder convolution stacks (ch 128, ch_mult [1,1,2,2,4], z 256) are not re-implemented: the
-    paper tier tokenises with LlamaGen's own code; this check guards the file it is given.
+    ``encoder.*`` and 194 ``decoder.*`` tensors, 344 tensors in all, nothing else.
+    :func:`load_official_vq` then checks every key and shape against the network.
     """
     source = path if path is not None else "state dict"
     obj = read_torch_file(path) if state_dict is None else state_dict
@@ -131,10 +130,42 @@ def check_official_vq(path: str | os.PathLike | None = None, state_dict: dict | 
     return sd
 
 
+def vq16_layout(cfg) -> dict[str, tuple]:
+    """Key -> shape of models/llamagen_vq16.py's network for ``cfg`` (meta device: no memory)."""
+    from guidance_repro.models.llamagen_vq16 import VQ16
+    with torch.device("meta"):
+        model = VQ16(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def load_official_vq(path: str | os.PathLike | None = None, image_size: int = 384, out_size: int = 0,
+                     state_dict: dict | None = None, cfg=None):
+    """Strictly load ``vq_ds16_c2i.pt`` (file at ``path`` or an in-memory ``{'model': sd}``) into
+    the VQ-16 network for ``image_size`` generations, decoding to ``out_size`` (0 = image_size).
+
+    ``cfg`` (a :class:`VQ16Config`) is for offline tests with smaller widths: the documented
+    full-size checks of :func:`check_official_vq` are skipped, the key-by-key check is not."""
+    from guidance_repro.models.llamagen_vq16 import VQ16, VQ16Config
+    source = path if path is not None else "state dict"
+    if cfg is None:
+        cfg = VQ16Config.from_dict({"image_size": image_size})
+        sd = check_official_vq(path, state_dict)
+    else:
+        obj = read_torch_file(path) if state_dict is None else state_dict
+        if "model" not in obj:
+            raise ReproError(f"{source}: the VQ tokenizer file must hold its state dict under 'model'")
+        sd = obj["model"]
+    check_layout(vq16_layout(cfg), sd, source)
+    with torch.device("meta"):
+        model = VQ16(cfg, out_size=out_size)
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model.eval()
+
+
 def codebook(sd: dict) -> torch.Tensor:
     """The L2-normalised VQ-16 codebook (16384, 8), as the quantizer compares codes."""
     return torch.nn.functional.normalize(sd["quantize.embedding.weight"].float(), dim=-1)
 
 
 __all__ = ["load_official_gpt", "official_gpt_config", "gpt_layout", "check_official_vq",
-           "check_layout", "SIZES"]
+           "load_official_vq", "vq16_layout", "check_layout", "SIZES"]

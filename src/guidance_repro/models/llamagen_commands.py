@@ -64,12 +64,11 @@ def _sample(args: argparse.Namespace) -> None:
     from guidance_repro.data import samples as samples_io
     from guidance_repro.guidance.cfg import Guidance
     from guidance_repro.models.llamagen import load_gpt
-    from guidance_repro.models.vq import load_vq
     from guidance_repro.sampling import ar
     if args.num < 1:
         raise ReproError(f"--num: must be >= 1, got {args.num}")
     _threads(args.threads)
-    model, tok = load_gpt(args.model), load_vq(args.tokenizer)
+    model, tok = _sampling_models(args)
     if model.cfg.vocab_size != tok.cfg.codebook_size or model.cfg.grid != tok.cfg.grid:
         raise ReproError(f"--model: {args.model} has vocab {model.cfg.vocab_size} on a {model.cfg.grid}-grid, "
                          f"the tokenizer {tok.cfg.codebook_size} codes on a {tok.cfg.grid}-grid")
@@ -79,7 +78,7 @@ def _sample(args: argparse.Namespace) -> None:
     if args.guide:  # autoguidance: logits = guide + w(main - guide); w = 1 is the main model alone
         if args.cfg != 1.0:
             raise ReproError(f"--guide: autoguidance and CFG (--cfg {args.cfg:g}) are not combined here")
-        guide = load_gpt(args.guide)
+        guide = load_gpt(args.guide).to(next(model.parameters()).device)
         guidance = Guidance("autoguidance", args.w)
     elif args.w != 1.0:
         raise ReproError(f"--w {args.w:g}: an autoguidance weight needs --guide")
@@ -97,13 +96,35 @@ def _sample(args: argparse.Namespace) -> None:
             "forward_passes_per_token": 1 if guidance.method == "none" else 2,
             "top_k": args.top_k, "top_p": args.top_p,
             "temperature": args.temperature, "seed": args.seed, "num": args.num,
-            "batch_size": args.batch_size, "use_cache": not args.no_cache,
+            "batch_size": args.batch_size, "use_cache": not args.no_cache, "device": args.device,
+            "official_gpt": args.official_gpt, "official_vq": args.official_vq,
+            "image_size": tok.cfg.image_size, "eval_size": args.eval_size or tok.cfg.image_size,
             "threads": torch.get_num_threads(), "seconds": seconds,
             "seconds_per_image": seconds / args.num, "class_balanced": True,
             "beta": None, "lam": None, **tags}
     samples_io.write(args.out, out["images"], out["labels"], meta=meta)
     scale = args.w if guide is not None else args.cfg
     print(f"[sample-ar] {args.num} images, {guidance.method} {scale:g}, {seconds:.1f} s -> {args.out}")
+
+
+def _sampling_models(args: argparse.Namespace):
+    """The GPT and tokenizer of ``sample-ar``: model files of this pipeline, or (paper tier) the
+    official ``c2i_*_384.pt`` (``--official-gpt SIZE``) and ``vq_ds16_c2i.pt`` (``--official-vq``),
+    loaded strictly and moved to ``--device``."""
+    import torch
+
+    from guidance_repro.checkpoints.llamagen import load_official_gpt, load_official_vq
+    from guidance_repro.models.llamagen import load_gpt
+    from guidance_repro.models.vq import load_vq
+    if args.eval_size and not args.official_vq:
+        raise ReproError("--eval-size: the bicubic resize of the paper protocol needs --official-vq")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ReproError(f"--device {args.device}: no CUDA device on this machine")
+    model = (load_official_gpt(args.model, size=args.official_gpt, image_size=args.image_size)
+             if args.official_gpt else load_gpt(args.model))
+    tok = (load_official_vq(args.tokenizer, image_size=args.image_size, out_size=args.eval_size)
+           if args.official_vq else load_vq(args.tokenizer))
+    return model.to(args.device), tok.to(args.device)
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -171,6 +192,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=int, required=True)
     p.add_argument("--guide", default="", help="autoguidance: the guide GPT (smaller, shorter-trained)")
     p.add_argument("--w", type=float, default=1.0, help="autoguidance weight; 1 = the main model alone")
+    p.add_argument("--official-gpt", default="", metavar="SIZE",
+                   help="paper tier: --model is an official c2i_SIZE_384.pt (B, L, XL, XXL, 3B; or a CCA release)")
+    p.add_argument("--official-vq", action="store_true",
+                   help="paper tier: --tokenizer is the official vq_ds16_c2i.pt")
+    p.add_argument("--image-size", type=int, default=384,
+                   help="generation size of the official files (384 -> 24x24 tokens)")
+    p.add_argument("--eval-size", type=int, default=0,
+                   help="with --official-vq: bicubic resize of the decoded images (the paper: 256); 0 = none")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     add_sampler_args(p, 1.0, "LlamaGen CFG scale s; 1 = no guidance")
     p.set_defaults(func=_sample)
 
