@@ -119,6 +119,35 @@ def test_reference_stats_reads_a_dataset_split(tmp_path):
         assert json.loads(str(data["meta_json"]))["split"] == "test"
 
 
+def test_reference_stats_reads_the_adm_reference_batch(tmp_path, capsys):
+    """The paper tier's reference: the images (arr_0) of VIRTUAL_imagenet256_labeled.npz, a file
+    whose other keys (mu, sigma, mu_s, sigma_s) are validated too."""
+    ckpt = _checkpoint(tmp_path / "eval.pt", 0)
+    rng = np.random.default_rng(1)
+    adm = tmp_path / "VIRTUAL_imagenet256_labeled.npz"
+    arr = rng.integers(0, 256, (30, 16, 16, 3), dtype=np.uint8)
+    save_npz(adm, arr_0=arr, mu=np.zeros(2048), sigma=np.eye(2048, dtype=np.float32),
+             mu_s=np.zeros(4), sigma_s=np.eye(4))
+    out, direct = tmp_path / "adm.npz", tmp_path / "direct.npz"
+    args = ["--evaluator", KIND, "--evaluator-checkpoint", str(ckpt)]
+    assert cli.main(["reference-stats", "--images", str(adm), "--adm-batch", *args, "--out", str(out)]) == 0
+    same = tmp_path / "same.npz"
+    save_npz(same, images=arr)
+    assert cli.main(["reference-stats", "--images", str(same), "--dataset", adm.stem, *args,
+                     "--out", str(direct)]) == 0
+    with np.load(out) as a, np.load(direct) as b:
+        np.testing.assert_array_equal(a["mu"], b["mu"])
+        np.testing.assert_array_equal(a["sigma"], b["sigma"])
+        assert json.loads(str(a["meta_json"]))["count"] == 30
+    capsys.readouterr()
+    assert cli.main(["reference-stats", "--images", str(adm), "--adm-batch", "--split-key", "test", *args,
+                     "--out", str(out)]) == 2
+    save_npz(tmp_path / "noref.npz", arr_0=arr)
+    assert cli.main(["reference-stats", "--images", str(tmp_path / "noref.npz"), "--adm-batch", *args,
+                     "--out", str(out)]) == 2
+    assert "noref.npz: missing key 'mu'" in capsys.readouterr().err
+
+
 def test_evaluate_writes_metrics_and_protocol(setup):
     tmp_path, ckpt, ref = setup
     samples = _samples(tmp_path / "samples.npz", 60, seed=2)

@@ -38,7 +38,13 @@ def build_extractor(args: argparse.Namespace):
 def _reference_stats(args: argparse.Namespace) -> None:
     from guidance_repro.metrics import evaluate as ev
 
-    data = ev.load_images(args.images, args.split_key)
+    if args.adm_batch:  # the images of the ADM reference batch (arr_0), validated as a whole
+        if args.split_key:
+            raise ReproError("--adm-batch: the reference batch has no splits (drop --split-key)")
+        from guidance_repro.data.imagenet import load_reference_batch
+        data = {"images": load_reference_batch(args.images).images}
+    else:
+        data = ev.load_images(args.images, args.split_key)
     extractor = build_extractor(args)
     arrays = ev.reference_stats(data["images"], extractor,
                                 dataset=args.dataset or Path(args.images).stem,
@@ -92,6 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reference-stats", help="feature mean/covariance (+ kept features) of a set")
     p.add_argument("--images", required=True, help="samples-format .npz (or dataset .npz + --split-key)")
     p.add_argument("--split-key", default="", help="read {KEY}_images/{KEY}_labels (e.g. test)")
+    p.add_argument("--adm-batch", action="store_true",
+                   help="--images is the ADM reference batch (VIRTUAL_imagenet256_labeled.npz: arr_0)")
     p.add_argument("--dataset", default="", help="dataset name for the metadata (default: file stem)")
     p.add_argument("--max-features", type=int, default=DEFAULT_MAX_FEATURES,
                    help="features kept for precision/recall and KID (seeded subset)")
