@@ -95,6 +95,18 @@ VQ16_COUNTS = {"encoder.": 144, "decoder.": 194}
 VQ16_TENSORS = 344
 
 
+def _vq_state_dict(path, state_dict: dict | None) -> dict:
+    """The state dict under ``['model']`` of a VQ tokenizer file (or of an in-memory dict)."""
+    source = path if path is not None else "state dict"
+    obj = read_torch_file(path) if state_dict is None else state_dict
+    if "model" not in obj:
+        raise ReproError(f"{source}: the VQ tokenizer file must hold its state dict under 'model'")
+    sd = obj["model"]
+    if not isinstance(sd, dict):
+        raise ReproError(f"{source}: 'model' is a {type(sd).__name__}, not a state dict")
+    return sd
+
+
 def check_official_vq(path: str | os.PathLike | None = None, state_dict: dict | None = None) -> dict:
     """Check ``vq_ds16_c2i.pt`` against its documented layout and return the state dict.
 
@@ -103,12 +115,7 @@ def check_official_vq(path: str | os.PathLike | None = None, state_dict: dict | 
     :func:`load_official_vq` then checks every key and shape against the network.
     """
     source = path if path is not None else "state dict"
-    obj = read_torch_file(path) if state_dict is None else state_dict
-    if "model" not in obj:
-        raise ReproError(f"{source}: the VQ tokenizer file must hold its state dict under 'model'")
-    sd = obj["model"]
-    if not isinstance(sd, dict):
-        raise ReproError(f"{source}: 'model' is a {type(sd).__name__}, not a state dict")
+    sd = _vq_state_dict(path, state_dict)
     for k, shape in VQ16_DOCUMENTED.items():
         if k not in sd:
             raise ReproError(f"{source}: missing key {k!r}")
@@ -151,10 +158,7 @@ def load_official_vq(path: str | os.PathLike | None = None, image_size: int = 38
         cfg = VQ16Config.from_dict({"image_size": image_size})
         sd = check_official_vq(path, state_dict)
     else:
-        obj = read_torch_file(path) if state_dict is None else state_dict
-        if "model" not in obj:
-            raise ReproError(f"{source}: the VQ tokenizer file must hold its state dict under 'model'")
-        sd = obj["model"]
+        sd = _vq_state_dict(path, state_dict)
     check_layout(vq16_layout(cfg), sd, source)
     with torch.device("meta"):
         model = VQ16(cfg, out_size=out_size)

@@ -24,7 +24,7 @@ unclamped output → clamp(127.5 x + 128) to uint8. The paper evaluates 384 px g
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
+from guidance_repro.models import vq
 from guidance_repro.models.config import build_config
 from guidance_repro.models.var_vqvae import Downsample, ResnetBlock, Upsample
-from guidance_repro.models.vq import tensor_to_images
 
 
 @dataclass
@@ -67,9 +67,6 @@ class VQ16Config:
     @property
     def grid(self) -> int:
         return self.image_size // self.downsample
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "ch_mult": list(self.ch_mult)}
 
 
 class AttnBlock(nn.Module):
@@ -163,21 +160,13 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class Quantizer(nn.Module):
+class Quantizer(vq.Quantizer):
+    """The toy tokenizer's L2-normalised quantizer (nearest code on the unit sphere), plus the
+    release's usage buffer."""
+
     def __init__(self, cfg: VQ16Config):
-        super().__init__()
-        self.embedding = nn.Embedding(cfg.codebook_size, cfg.code_dim)
+        super().__init__(cfg.codebook_size, cfg.code_dim)
         self.register_buffer("codebook_used", torch.zeros(cfg.usage_buffer))
-
-    def codebook(self) -> torch.Tensor:
-        return F.normalize(self.embedding.weight, dim=-1)
-
-    def indices(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, d, h, w) -> (B, h, w): on the unit sphere the nearest code is the largest dot product."""
-        return torch.einsum("bhwd,kd->bhwk", F.normalize(z.permute(0, 2, 3, 1), dim=-1), self.codebook()).argmax(-1)
-
-    def lookup(self, idx: torch.Tensor) -> torch.Tensor:
-        return F.embedding(idx, self.codebook()).permute(0, 3, 1, 2)
 
 
 class VQ16(nn.Module):
@@ -227,5 +216,5 @@ class VQ16(nn.Module):
             x = self.decode_indices(idx[i:i + batch_size].to(dev))
             if side != x.shape[-1]:
                 x = F.interpolate(x, size=(side, side), mode="bicubic")
-            out.append(tensor_to_images(x.float().cpu()))
+            out.append(vq.tensor_to_images(x.float().cpu()))
         return np.concatenate(out) if out else np.zeros((0, side, side, 3), np.uint8)

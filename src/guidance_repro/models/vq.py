@@ -112,11 +112,12 @@ class Decoder(nn.Module):
 class Quantizer(nn.Module):
     """Nearest code on the unit sphere; codebook + commitment losses; straight-through gradient."""
 
-    def __init__(self, cfg: VQConfig):
+    def __init__(self, codebook_size: int, code_dim: int, commit_weight: float = 0.25,
+                 codebook_weight: float = 1.0):
         super().__init__()
-        self.embedding = nn.Embedding(cfg.codebook_size, cfg.code_dim)
-        nn.init.uniform_(self.embedding.weight, -1.0 / cfg.codebook_size, 1.0 / cfg.codebook_size)
-        self.commit_weight, self.codebook_weight = cfg.commit_weight, cfg.codebook_weight
+        self.embedding = nn.Embedding(codebook_size, code_dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        self.commit_weight, self.codebook_weight = commit_weight, codebook_weight
 
     def codebook(self) -> torch.Tensor:
         return F.normalize(self.embedding.weight, dim=-1)
@@ -148,7 +149,9 @@ class VQModel(nn.Module):
     def __init__(self, cfg: VQConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder, self.quantize, self.decoder = Encoder(cfg), Quantizer(cfg), Decoder(cfg)
+        self.encoder = Encoder(cfg)  # built in this order: the seeded initial weights depend on it
+        self.quantize = Quantizer(cfg.codebook_size, cfg.code_dim, cfg.commit_weight, cfg.codebook_weight)
+        self.decoder = Decoder(cfg)
 
     def forward(self, x):
         zq, idx, vq_loss = self.quantize(self.encoder(x))
