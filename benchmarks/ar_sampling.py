@@ -21,7 +21,7 @@ import torch
 
 from guidance_repro.guidance.cfg import Guidance
 from guidance_repro.io import write_json
-from guidance_repro.models.llamagen import GPT, GPTConfig, load_gpt, num_params
+from guidance_repro.llamagen.model import GPT, GPTConfig, load_gpt, num_params
 from guidance_repro.sampling import ar
 from guidance_repro.sampling.bench_script import interleaved_times
 

@@ -23,9 +23,9 @@ import torch
 
 from guidance_repro.guidance.cfg import Guidance
 from guidance_repro.io import write_json
-from guidance_repro.models.msvq import MSVQConfig, MSVQModel, load_msvq
-from guidance_repro.models.var import VAR, VARConfig, num_params
-from guidance_repro.models.var_tasks import load_var
+from guidance_repro.var.msvq import MSVQConfig, MSVQModel, load_msvq
+from guidance_repro.var.model import VAR, VARConfig, num_params
+from guidance_repro.var.tasks import load_var
 from guidance_repro.sampling import next_scale as ns
 from guidance_repro.sampling.bench_script import interleaved_times
 

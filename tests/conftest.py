@@ -75,7 +75,7 @@ def tiny_gpt_dir(tmp_path_factory) -> Path:
 
     import numpy as np
 
-    from guidance_repro.models.llamagen import PretrainTask
+    from guidance_repro.llamagen.model import PretrainTask
     from guidance_repro.train.config import TrainConfig
     from guidance_repro.train.loop import train
     d = tmp_path_factory.mktemp("llamagen")

@@ -10,7 +10,7 @@ import torch
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance.autoguidance import combine
 from guidance_repro.guidance.cfg import Guidance
-from guidance_repro.models.llamagen import GPT, GPTConfig
+from guidance_repro.llamagen.model import GPT, GPTConfig
 from guidance_repro.sampling import ar, next_scale
 
 MAIN = dict(vocab_size=32, grid=4, num_classes=5, dim=32, n_layer=2, n_head=2, multiple_of=16)

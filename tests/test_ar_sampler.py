@@ -8,7 +8,7 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cfg import Guidance, cfg_combine, split_and_combine
-from guidance_repro.models.llamagen import GPT, GPTConfig
+from guidance_repro.llamagen.model import GPT, GPTConfig
 from guidance_repro.sampling import ar
 
 TINY = dict(vocab_size=32, grid=4, num_classes=5, dim=32, n_layer=2, n_head=2, multiple_of=16)

@@ -10,7 +10,7 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance import autoguidance as ag
-from guidance_repro.models.mp import MPConv2d, MPLinear, mp_silu, mp_sum
+from guidance_repro.nn.mp import MPConv2d, MPLinear, mp_silu, mp_sum
 from guidance_repro.sampling.edm import HeunConfig, heun_sample, time_steps
 
 

@@ -1,4 +1,4 @@
-"""Recorded reference log-likelihoods (guidance.cca_reference): a fine-tune that reads them ends
+"""Recorded reference log-likelihoods (llamagen.cca_reference): a fine-tune that reads them ends
 with the same weights as one that runs the reference, and every mismatch is an error naming the
 file and what differs."""
 
@@ -10,9 +10,9 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cca import LlamaGenCCATask
-from guidance_repro.guidance.cca_reference import record
+from guidance_repro.llamagen.cca_reference import record
 from guidance_repro.io import save_npz
-from guidance_repro.models.llamagen import load_gpt
+from guidance_repro.llamagen.model import load_gpt
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.loop import train
 

@@ -176,7 +176,7 @@ def test_star_scores_of_several_files_equal_one_file_at_a_time(judge, compositio
     from guidance_repro.data import compositions
     from guidance_repro.data import samples as samples_io
     from guidance_repro.metrics import toy_composition as tc
-    from guidance_repro.models.star_text import first_item_class
+    from guidance_repro.star.text import first_item_class
 
     evaluator = tmp_path / "composition.pt"
     task = tc.make_composition_task({"model": {"channels": [8, 16, 16], "hidden": 32}},

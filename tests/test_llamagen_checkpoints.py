@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from guidance_repro.checkpoints import llamagen as ck
+from guidance_repro.llamagen import official as ck
 from guidance_repro.errors import ReproError
-from guidance_repro.models.llamagen import GPT
+from guidance_repro.llamagen.model import GPT
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

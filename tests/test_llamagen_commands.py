@@ -1,4 +1,4 @@
-"""CLI commands of the LlamaGen family (models/llamagen_commands.py) on tiny models, and the DAG's
+"""CLI commands of the LlamaGen family (llamagen/commands.py) on tiny models, and the DAG's
 config checks for the cca_llamagen slice (a bad value or a missing paper-tier file stops
 `snakemake -n` with a message naming the key)."""
 
@@ -18,8 +18,8 @@ from conftest import PYTHON, ROOT, run_snakemake
 from guidance_repro.cli import main
 from guidance_repro.data import samples as samples_io
 from guidance_repro.io import save_npz
-from guidance_repro.models.llamagen import PretrainTask
-from guidance_repro.models.vq import VQTask, load_vq
+from guidance_repro.llamagen.model import PretrainTask
+from guidance_repro.llamagen.tokenizer import VQTask, load_vq
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.loop import train
 

@@ -11,8 +11,8 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cca import LlamaGenCCATask
-from guidance_repro.models.llamagen import GPTConfig, load_gpt, sequence_logp
-from guidance_repro.models.vq import VQTask, load_vq, write_codes
+from guidance_repro.llamagen.model import GPTConfig, load_gpt, sequence_logp
+from guidance_repro.llamagen.tokenizer import VQTask, load_vq, write_codes
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.loop import train
 
@@ -104,7 +104,7 @@ def test_vq_task_round_trip(tmp_path):
     assert out.shape == (5, 28, 28, 1) and out.dtype == np.uint8
     assert np.array_equal(vq.decode(codes.reshape(5, 49)), out)
     write_codes(tmp_path / "fm.npz", tmp_path / "vq.pt", tmp_path / "codes.npz", split="test")
-    from guidance_repro.models.llamagen import load_codes
+    from guidance_repro.llamagen.model import load_codes
     codes2, labels2 = load_codes({"codes": tmp_path / "codes.npz"})
     assert np.array_equal(codes2, vq.encode(imgs[:8]).reshape(8, 49)) and labels2.dtype == np.int64
     codes3, _ = load_codes({"data": tmp_path / "fm.npz", "tokenizer": tmp_path / "vq.pt"})

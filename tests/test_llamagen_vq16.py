@@ -1,4 +1,4 @@
-"""LlamaGen's VQ-16 tokenizer network (models/llamagen_vq16.py): the official layout, the blocks
+"""LlamaGen's VQ-16 tokenizer network (llamagen/vq16.py): the official layout, the blocks
 against their definitions, strict loading, and sample-ar on official-layout files."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from guidance_repro.checkpoints import llamagen as ck
+from guidance_repro.llamagen import official as ck
 from guidance_repro.errors import ReproError
-from guidance_repro.models.llamagen_vq16 import VQ16, AttnBlock, VQ16Config
+from guidance_repro.llamagen.vq16 import VQ16, AttnBlock, VQ16Config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

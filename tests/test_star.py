@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models import rope2d
-from guidance_repro.models.star import STAR, STARConfig, TextCond, change_schedule, drop_text
+from guidance_repro.nn import rope2d
+from guidance_repro.star.model import STAR, STARConfig, TextCond, change_schedule, drop_text
 
 
 def _cond(B=3, T=6, D=32, lengths=(2, 6, 4), seed=0):
@@ -181,7 +181,7 @@ def test_drop_text_replaces_whole_conditions_with_the_empty_prompt():
 
 def test_caption_ids_and_rolled_negatives():
     from guidance_repro.guidance.cca import make_negatives
-    from guidance_repro.models.star_tasks import caption_ids
+    from guidance_repro.star.tasks import caption_ids
     tokens = torch.tensor([[1, 2], [3, 4], [1, 2], [5, 6]])
     ids, first = caption_ids(tokens)
     assert ids[0] == ids[2] and len(set(ids.tolist())) == 3
@@ -202,13 +202,13 @@ def test_config_errors_name_the_key():
 
 
 def test_text_encoder_task_refuses_the_judge_split(tmp_path):
-    from guidance_repro.models.star_tasks import make_text_encoder_task
+    from guidance_repro.star.tasks import make_text_encoder_task
     with pytest.raises(ReproError, match="judge"):
         make_text_encoder_task({"split": "clip"}, {"data": tmp_path / "x.npz"})
 
 
 def test_sd21_text_encoder_needs_a_local_folder(tmp_path):
-    from guidance_repro.models.star_text import SD21TextEncoder
+    from guidance_repro.star.text import SD21TextEncoder
     with pytest.raises(ReproError, match="star.paper.text_encoder_dir"):
         SD21TextEncoder(tmp_path / "missing")
     with pytest.raises(ReproError, match="star.paper.text_encoder_dir: .* no tokenizer/"):
@@ -218,8 +218,8 @@ def test_sd21_text_encoder_needs_a_local_folder(tmp_path):
 def test_toy_text_encoder_and_judge_share_no_weights(tmp_path):
     """Two small CLIPs trained by the loop: the text encoder's tower is not the judge's."""
     from guidance_repro.metrics.toy_clip import load_clip, make_clip_task
-    from guidance_repro.models.star_tasks import make_text_encoder_task
-    from guidance_repro.models.star_text import ToyTextEncoder
+    from guidance_repro.star.tasks import make_text_encoder_task
+    from guidance_repro.star.text import ToyTextEncoder
     from guidance_repro.train.config import TrainConfig
     from guidance_repro.train.loop import train
 

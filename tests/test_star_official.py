@@ -1,4 +1,4 @@
-"""STAR's released model (models/star_official.py, checkpoints/star.py): the official key layout
+"""STAR's released model (star/official_model.py, star/official.py): the official key layout
 and parameter counts (star.md §1), strict loading of small files with that layout, the blocks'
 computation (per-sample cross-attention: star.md's ⚠ bug is not reproduced), and the
 ``star-mjhq-sample`` command end to end on CPU with a tiny STAR, a tiny VQVAE and a 3-prompt
@@ -14,13 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from guidance_repro.checkpoints.star import load_official_star, star_from_state
+from guidance_repro.star.official import load_official_star, star_from_state
 from guidance_repro.cli import main
 from guidance_repro.errors import ReproError
-from guidance_repro.models.msvq import split_scales
-from guidance_repro.models.star import TextCond
-from guidance_repro.models.star_official import OfficialSTAR, OfficialSTARConfig
-from guidance_repro.models.var_vqvae import PATCH_NUMS
+from guidance_repro.var.msvq import split_scales
+from guidance_repro.star.model import TextCond
+from guidance_repro.star.official_model import OfficialSTAR, OfficialSTARConfig
+from guidance_repro.var.vqvae import PATCH_NUMS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -183,7 +183,7 @@ def paper_files(tmp_path_factory):
     """A tiny STAR (official layout) + tiny VQVAE (official layout, 32 px on schedule 1,2) as files,
     a toy-clip text encoder (32-d) and a 3-prompt MJHQ-shaped meta_data.json."""
     from guidance_repro.metrics.toy_clip import build_clip, clip_config
-    from guidance_repro.models.star_text import TEXT_TASK
+    from guidance_repro.star.text import TEXT_TASK
     from test_var_vqvae import _state, documented_vqvae_keys
     d = tmp_path_factory.mktemp("paper")
     torch.save(tiny_state(), d / "star.pth")
@@ -268,7 +268,7 @@ def test_mjhq_sampling_refuses_mismatched_inputs(paper_files, tmp_path, capsys):
 def test_stars_schedules_are_the_default_of_each_resolution():
     import argparse
 
-    from guidance_repro.models.star_mjhq_commands import _schedule, key_seed, prompt_uniforms
+    from guidance_repro.star.mjhq_commands import _schedule, key_seed, prompt_uniforms
     assert _schedule(argparse.Namespace(patch_nums="", resolution=512)) == [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
     assert _schedule(argparse.Namespace(patch_nums="", resolution=256)) == list(PATCH_NUMS[256])
     with pytest.raises(ReproError, match="--resolution"):

@@ -11,9 +11,9 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance import cca
-from guidance_repro.models import var_tasks
-from guidance_repro.models.msvq import MSVQTask, load_msvq
-from guidance_repro.models.var_tasks import VARCCATask, VARPretrainTask, cca_drop_path, load_var
+from guidance_repro.var import tasks as var_tasks
+from guidance_repro.var.msvq import MSVQTask, load_msvq
+from guidance_repro.var.tasks import VARCCATask, VARPretrainTask, cca_drop_path, load_var
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.loop import train
 

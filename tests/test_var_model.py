@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cfg import Guidance
-from guidance_repro.models.msvq import MSVQConfig, MSVQModel, join_scales, phi_index, split_scales
-from guidance_repro.models.var import VAR, VARConfig, block_causal_mask
+from guidance_repro.var.msvq import MSVQConfig, MSVQModel, join_scales, phi_index, split_scales
+from guidance_repro.var.model import VAR, VARConfig, block_causal_mask
 from guidance_repro.sampling import next_scale as ns
 
 TOK = dict(channels=[8, 16, 16], codebook_size=32, code_dim=4, patch_nums=[1, 2, 3, 5, 7])

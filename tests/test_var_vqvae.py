@@ -1,4 +1,4 @@
-"""VAR's VQVAE network (models/var_vqvae.py): the official key layout and counts (cca.md §4.2),
+"""VAR's VQVAE network (var/vqvae.py): the official key layout and counts (cca.md §4.2),
 strict loading of small files with that layout, the conv blocks against their definitions, and
 tokens -> f̂ -> image against VAR's definition of f̂ and the sampler's incremental path."""
 
@@ -9,18 +9,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from guidance_repro.checkpoints.var import (VAE_TENSORS, load_official_vae_quantizer, load_official_vqvae,
+from guidance_repro.var.official import (VAE_TENSORS, load_official_vae_quantizer, load_official_vqvae,
                                             official_vqvae_layout, vqvae_from_state)
 from guidance_repro.errors import ReproError
-from guidance_repro.models.msvq import MultiScaleQuantizer, join_scales
-from guidance_repro.models.var_vqvae import PATCH_NUMS, VQVAE, AttnBlock, VQVAEConfig
+from guidance_repro.var.msvq import MultiScaleQuantizer, join_scales
+from guidance_repro.var.vqvae import PATCH_NUMS, VQVAE, AttnBlock, VQVAEConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def documented_vqvae_keys(ch=160, mult=(1, 1, 2, 2, 4), nres=2, z=32, V=4096, S=10, phi=4) -> dict:
     """Name -> shape of a vae_ch160v4096z32.pth-like state dict, written from the description of
-    VAR's vq-f16 encoder/decoder (models/var_vqvae.py docstring), not from the module."""
+    VAR's vq-f16 encoder/decoder (var/vqvae.py docstring), not from the module."""
     keys: dict[str, tuple] = {}
 
     def conv(name, cin, cout, k):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Check the paper-tier text path (models/star_text.SD21TextEncoder) offline: build a tiny random
+"""Check the paper-tier text path (star/text.py SD21TextEncoder) offline: build a tiny random
 CLIP text tower + character-level CLIP tokenizer in stable-diffusion-2-1's folder layout
 (tokenizer/ + text_encoder/), load it the way the STAR paper tier does (local files only), and
 check shapes, the padding mask, pooled = final-LN state at the end token, and the empty prompt.
@@ -17,7 +17,7 @@ import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from guidance_repro.models.star_text import SD21TextEncoder  # noqa: E402
+from guidance_repro.star.text import SD21TextEncoder  # noqa: E402
 
 root = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="sd21-tiny-"))
 (root / "tokenizer").mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 # STAR paper tier: MJHQ-30K with STAR's official weights. Rule star_mjhq_sample draws one image per
-# prompt (star-mjhq-sample: checkpoints/star.py + models/var_vqvae.py, SD-2.1 text encoder, GPU)
+# prompt (star-mjhq-sample: star/official.py + var/vqvae.py, SD-2.1 text encoder, GPU)
 # into results/star/paper/mjhq/generated_images/<category>/<key>.png, resumably: a killed job
 # keeps its PNGs (they are not a declared output) and the rerun draws only the missing ones; the
 # declared output is the manifest written when every prompt has its image. With

@@ -139,7 +139,7 @@ def alignment_step(model: nn.Module, reference: nn.Module, labels: torch.Tensor,
     ``logp(m, c2)`` returns the per-sequence log-likelihoods of the batch's token sequences, each
     sequence twice ([x; x]), under the conditions c2 = [c⁺; c⁻] (already passed through the model's
     own label dropout here). The reference runs in train() mode without gradients, unless
-    ``reference_logp(c2)`` gives its log-likelihoods (recorded once: guidance.cca_reference).
+    ``reference_logp(c2)`` gives its log-likelihoods (recorded once: llamagen.cca_reference).
     """
     c2, masked = alignment_conditions(model, labels, null_class, hp)
     policy = logp(model, c2)
@@ -164,7 +164,7 @@ class LlamaGenCCATask:
     ``class_dropout`` (1e-5, the model's own label dropout during fine-tuning, as the official
     DDP script), ``dropout`` (keep | off: keep the model's token/resid/ffn dropout, official
     ``--keep_dropout``). Random draws use the global torch RNG (the loop reseeds it per step/rank).
-    inputs: ``pretrained`` (a llamagen-pretrain model file) and the codes (models.llamagen.load_codes);
+    inputs: ``pretrained`` (a llamagen-pretrain model file) and the codes (llamagen.model.load_codes);
     optional ``reference_logp``: the reference's log-likelihoods recorded for this data order
     (``cca-reference-logp``; dropout off only), used instead of running the reference.
     The optimiser (AdamW 0.9/0.95, wd 0.05, lr 1e-5 constant, grad clip 1.0) is the loop's config.
@@ -173,7 +173,7 @@ class LlamaGenCCATask:
     name = "llamagen-cca"
 
     def __init__(self, params: dict, inputs: dict):
-        from guidance_repro.models.llamagen import GPT, GPTConfig, check_codes, load_codes, load_gpt
+        from guidance_repro.llamagen.model import GPT, GPTConfig, check_codes, load_codes, load_gpt
         p = dict(params)
         self.hp = AlignmentParams.pop(p, lam=1000.0, class_dropout=1e-5)
         self.dropout = str(p.pop("dropout", "keep"))
@@ -200,7 +200,7 @@ class LlamaGenCCATask:
         self.inputs = inputs
         self.cache = None
         if "reference_logp" in inputs:
-            from guidance_repro.guidance.cca_reference import ReferenceCache
+            from guidance_repro.llamagen.cca_reference import ReferenceCache
             if self.dropout != "off":
                 raise ReproError("inputs.reference_logp: recorded reference log-likelihoods need "
                                  "params.dropout 'off'")
@@ -208,7 +208,7 @@ class LlamaGenCCATask:
 
     def reference_settings(self) -> dict:
         """What decides the conditions and the reference's numbers (recorded and checked)."""
-        from guidance_repro.guidance.cca_reference import input_digests
+        from guidance_repro.llamagen.cca_reference import input_digests
         return {"uncond_ratio": self.hp.uncond_ratio, "class_dropout": self.hp.class_dropout,
                 "dropout": self.dropout, **input_digests(self.inputs)}
 
@@ -220,13 +220,13 @@ class LlamaGenCCATask:
         return alignment_conditions(model, labels, self.cfg.num_classes, self.hp)
 
     def reference_logp(self, codes: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
-        from guidance_repro.models.llamagen import sequence_logp
+        from guidance_repro.llamagen.model import sequence_logp
         self.reference.train()
         with torch.no_grad():
             return sequence_logp(self.reference, torch.cat([codes, codes]), c2)
 
     def _fresh(self) -> nn.Module:
-        from guidance_repro.models.llamagen import GPT
+        from guidance_repro.llamagen.model import GPT
         m = GPT(self.cfg)
         m.load_state_dict({k: v.detach().cpu().clone() for k, v in self.reference.state_dict().items()}, strict=True)
         return m
@@ -253,7 +253,7 @@ class LlamaGenCCATask:
         return [{"params": decay, "weight_decay": wd}, {"params": other, "weight_decay": 0.0}]
 
     def loss(self, model, batch, step):
-        from guidance_repro.models.llamagen import sequence_logp
+        from guidance_repro.llamagen.model import sequence_logp
         dev = next(model.parameters()).device
         codes, labels = batch["codes"].to(dev), batch["labels"].to(dev)
         x2 = torch.cat([codes, codes])

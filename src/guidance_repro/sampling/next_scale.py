@@ -9,7 +9,7 @@ as [cond; uncond] (uncond = the null class) and combined with VAR's ramp
 ``scale`` is VAR's ``--cfg``, so cfg = 0 is no guidance). Then temperature, top-k, top-p (VAR's
 paper protocol: 900 / 0.96) and a draw by inverse CDF from uniforms drawn up front per image and
 token from one seeded CPU generator, so the cached and the recomputing path draw the same tokens.
-The drawn codes update f̂ and give the next scale's input (models/msvq.py ``next_input``).
+The drawn codes update f̂ and give the next scale's input (var/msvq.py ``next_input``).
 
 ``use_cache=True`` keeps each block's keys/values of the coarser scales (VAR's KV cache);
 ``False`` reruns the whole prefix at every scale. Next-scale AR has only S passes, so the prefix
@@ -49,7 +49,7 @@ def sample_scales(model, tokenizer, cond, B: int, guidance: Guidance, cfg: Sampl
                   generator: torch.Generator | None, return_logits: bool = False,
                   uniforms: torch.Tensor | None = None):
     """The next-scale loop for any conditioning ``cond`` the model's ``embed``/``run`` take (VAR:
-    class embeddings; STAR: models/star.py TextCond), batch B; with guidance ``cond`` already holds
+    class embeddings; STAR: star/model.py TextCond), batch B; with guidance ``cond`` already holds
     [cond; uncond] (2B rows). ``uniforms`` (B, L): the draws' uniforms given per image (e.g. seeded
     per prompt, so that an image does not depend on its batch); by default drawn from ``generator``."""
     if guidance.method == "autoguidance":  # a guide path exists only for next-token AR (sampling/ar.py)
@@ -107,7 +107,7 @@ def sample_scales(model, tokenizer, cond, B: int, guidance: Guidance, cfg: Sampl
 def sample_images(model, tokenizer, labels: np.ndarray, guidance: Guidance, cfg: SamplerConfig,
                   seed: int, progress: bool = True) -> dict[str, np.ndarray]:
     """{'images': uint8 (n, H, W, C), 'labels', 'tokens' (n, L)} for ``labels``, batch by batch."""
-    from guidance_repro.models.vq import tensor_to_images
+    from guidance_repro.llamagen.tokenizer import tensor_to_images
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= model.cfg.num_classes):
         raise ReproError(f"labels outside 0..{model.cfg.num_classes - 1}")

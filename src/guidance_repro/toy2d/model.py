@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from guidance_repro.models.mp import MPLinear, mp_silu
+from guidance_repro.nn.mp import MPLinear, mp_silu
 
 SIGMA_DATA = 0.5
 

@@ -45,7 +45,7 @@ def parse_params(text: str) -> dict:
 def _train(args: argparse.Namespace) -> None:
     from guidance_repro.train.config import TrainConfig
     from guidance_repro.train.loop import train
-    from guidance_repro.train.tasks import get_task
+    from guidance_repro.tasks import get_task
 
     params = parse_params(args.params)
     cfg = TrainConfig.from_dict(params.pop("train", {}), key="train")
@@ -58,7 +58,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a registered task (resumable; works under torchrun)")
-    p.add_argument("--task", required=True, help="task name from train.tasks.TASKS, or module:factory")
+    p.add_argument("--task", required=True, help="task name from guidance_repro.tasks.TASKS, or module:factory")
     p.add_argument("--params", default="{}",
                    help="JSON object: a 'train' section (TrainConfig) and the task's parameters")
     p.add_argument("--input", action="append", default=[], metavar="KEY=PATH",

@@ -1,6 +1,6 @@
 """VAR's multi-scale VQVAE network: the conv encoder/decoder of ``vae_ch160v4096z32.pth``.
 
-The quantizer between them is models/msvq.py's :class:`MultiScaleQuantizer` (VAR's residual
+The quantizer between them is var/msvq.py's :class:`MultiScaleQuantizer` (VAR's residual
 multi-scale VQ with shared φ convs); this module adds the convolutional halves VAR took from the
 latent-diffusion "vq-f16" autoencoder, written from their description (no code copied):
 
@@ -19,7 +19,7 @@ latent-diffusion "vq-f16" autoencoder, written from their description (no code c
 Module names are the official state-dict keys (``encoder.down.{i}.block.{j}.conv1.weight``,
 ``decoder.up.{i}.attn.{j}.qkv.weight``, ``decoder.up.{i}.upsample.conv.weight``, …; ``up.{i}`` is
 indexed by level, finest = 0, as in the official file). The official configuration has 324
-tensors and 108,948,355 values (cca.md §4.2); checkpoints/var.py loads it strictly. Smaller
+tensors and 108,948,355 values (cca.md §4.2); var/official.py loads it strictly. Smaller
 widths (``ch``, ``norm_groups``) give the same key layout for offline tests.
 
 Tokens → pixels (VAR's ``idxBl_to_img``): per-scale index maps (B, pn, pn) of a schedule that ends
@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.config import build_config
-from guidance_repro.models.msvq import MSVQConfig, MultiScaleQuantizer, split_scales
+from guidance_repro.nn.config import build_config
+from guidance_repro.var.msvq import MSVQConfig, MultiScaleQuantizer, split_scales
 
 PATCH_NUMS = {  # star.md §1 "Scale schedules"; 256 = VAR's
     256: (1, 2, 3, 4, 5, 6, 8, 10, 13, 16),

@@ -1,7 +1,7 @@
 """STAR's released text-to-image transformer under its official state-dict names, so that
-``star_d30_*.pth`` loads strictly (checkpoints/star.py) and is sampled by sampling/next_scale.py.
+``star_d30_*.pth`` loads strictly (star/official.py) and is sampled by sampling/next_scale.py.
 
-The computation is models/star.py's (star.md §1: start token from the pooled text, per block
+The computation is star/model.py's (star.md §1: start token from the pooled text, per block
 self-attention with normalized 2-D RoPE, cross-attention on the text with a padding mask, FFN,
 non-affine LayerNorms, no AdaLN), with the names and the details of the official code that the
 toy model does not have. Per block ``blocks.{i}.`` (d30: C = 1920, H = 30 heads, text width 1024):
@@ -49,10 +49,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.rope2d import rope_angles
-from guidance_repro.models.star import STARConfig, TextCond, TextScaleWise
-from guidance_repro.models.var import FFN, SelfAttention, block_causal_mask
-from guidance_repro.models.var_vqvae import PATCH_NUMS
+from guidance_repro.nn.rope2d import rope_angles
+from guidance_repro.star.model import STARConfig, TextCond, TextScaleWise
+from guidance_repro.var.model import FFN, SelfAttention, block_causal_mask
+from guidance_repro.var.vqvae import PATCH_NUMS
 
 MAX_LOG_SCALE = math.log(100.0)
 QK_SCALE_CLAMPS = ("log", "exp")
@@ -143,7 +143,7 @@ class OfficialBlock(nn.Module):
 
 
 class OfficialSTAR(TextScaleWise):
-    """Same sampler interface as models/star.py's STAR: ``embed``, ``run``, ``set_cache``."""
+    """Same sampler interface as star/model.py's STAR: ``embed``, ``run``, ``set_cache``."""
 
     def __init__(self, cfg: OfficialSTARConfig):
         super().__init__()

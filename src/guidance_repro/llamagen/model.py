@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.config import build_config
+from guidance_repro.nn.config import build_config
 
 
 @dataclass
@@ -275,7 +275,7 @@ def load_codes(inputs: dict, split: str = "train") -> tuple[np.ndarray, np.ndarr
             raise ReproError(f"{path}: not a codes file with 'codes' and 'labels' ({exc})") from None
     elif "data" in inputs and "tokenizer" in inputs:
         from guidance_repro.data.fashion_mnist import load
-        from guidance_repro.models.vq import load_vq
+        from guidance_repro.llamagen.tokenizer import load_vq
         images, labels = load(inputs["data"]).split(split)
         codes = load_vq(inputs["tokenizer"]).encode(images)
     else:

@@ -2,7 +2,7 @@
 
 Sequence: L = Σ pn² tokens, scale by scale (coarse to fine). Position 0 (scale 0, pn = 1) is the
 start token: class embedding + ``pos_start``; scale k > 0 is fed the word-embedded multi-scale VQ
-input built from scales < k (models/msvq.py). Every token gets a level (scale) embedding and a
+input built from scales < k (var/msvq.py). Every token gets a level (scale) embedding and a
 learned position embedding. Attention is block-causal: a token sees its own scale and all coarser
 ones (buffer ``attn_bias_for_masking``, 0 or −inf).
 
@@ -14,7 +14,7 @@ exp(scale_mul_1H11) (init log 4, clamped at log 100), softmax without 1/√d. qk
 FFN: fc1 → GELU(tanh) → fc2. Head: AdaLN (scale, shift) then Linear(C → V).
 Class table: num_classes + 1 rows (last = null class, for CFG and 10 % class dropout).
 
-Module and buffer names equal the official ``var_d*.pth`` keys (cca.md §4.2): checkpoints/var.py
+Module and buffer names equal the official ``var_d*.pth`` keys (cca.md §4.2): var/official.py
 loads those files strictly. Width C = width_per_depth·depth, heads = C / head_dim (VAR: 64 and 64).
 """
 
@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.config import build_config
-from guidance_repro.models.rope2d import apply_rope
+from guidance_repro.nn.config import build_config
+from guidance_repro.nn.rope2d import apply_rope
 
 
 class ScaleWiseShape:
@@ -145,7 +145,7 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, mask, rope=None):
         """``rope``: rotation angles (L, head_dim / 2) of x's positions (STAR's normalized 2-D
-        RoPE, models/rope2d.py) applied to q and k; VAR itself passes none."""
+        RoPE, nn/rope2d.py) applied to q and k; VAR itself passes none."""
         B, L, C = x.shape
         bias = torch.cat([self.q_bias, self.zero_k_bias, self.v_bias])
         q, k, v = F.linear(x, self.mat_qkv.weight, bias).view(B, L, 3, self.H, self.hd).permute(2, 0, 3, 1, 4)

@@ -18,8 +18,8 @@ What is VAR's here (cca.md §4.2, star.md §1):
 Codebook: ``znorm`` picks codes by cosine similarity (VAR's ``using_znorm``) but adds the raw code
 vector. VAR's released VQVAE uses plain L2 (``znorm=False``); the toy configs use cosine because
 a short CPU training run keeps far more codes alive with it (the reason LlamaGen normalises too).
-Left out at toy scale: the perceptual and GAN losses (as in models/vq.py). The conv encoder and
-decoder are models/vq.py's, followed by VAR's 3x3 ``quant_conv``/``post_quant_conv``.
+Left out at toy scale: the perceptual and GAN losses (as in llamagen/tokenizer.py). The conv encoder and
+decoder are llamagen/tokenizer.py's, followed by VAR's 3x3 ``quant_conv``/``post_quant_conv``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.config import build_config
-from guidance_repro.models.vq import Decoder, Encoder, VQConfig, images_to_tensor, tensor_to_images
+from guidance_repro.nn.config import build_config
+from guidance_repro.llamagen.tokenizer import Decoder, Encoder, VQConfig, images_to_tensor, tensor_to_images
 
 
 @dataclass

@@ -1,14 +1,14 @@
 """A STAR-style text-to-image next-scale transformer (star.md §1), readable in one screen.
 
-The VAR sequence (L = Σ pn² tokens, coarse to fine, block-causal mask, models/var.py) with text in
+The VAR sequence (L = Σ pn² tokens, coarse to fine, block-causal mask, var/model.py) with text in
 place of the class, and no AdaLN:
 
 - start token (position 0) = Linear(text_dim → C)(pooled text) + learned ``pos_start``
   (+ ``lvl_embed[0]`` like every token of scale 0);
 - block: x += SelfAttn(LN(x)); x += CrossAttn(LN(x), text hidden states, padding mask);
   x += FFN(LN(x)), with non-affine LayerNorms (eps 1e-6). Self-attention is VAR's (QK L2-norm
-  with a learned per-head scale, models/var.py ``SelfAttention``) with STAR's normalized 2-D RoPE
-  on q and k (models/rope2d.py). Cross-attention: q = Linear(C, C), k, v = Linear(text_dim, 2C)
+  with a learned per-head scale, var/model.py ``SelfAttention``) with STAR's normalized 2-D RoPE
+  on q and k (nn/rope2d.py). Cross-attention: q = Linear(C, C), k, v = Linear(text_dim, 2C)
   without bias, separate q/v biases, −inf on padded text positions, no RoPE. The WHOLE (B, L, C)
   cross-attention output is added: the released code indexes it with ``[0]`` (batch element 0
   broadcast to the batch, star.md §1 ⚠), which is not reproduced;
@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.config import build_config
-from guidance_repro.models.rope2d import rope_angles
-from guidance_repro.models.var import (FFN, DropPath, ScaleWiseShape, SelfAttention, block_causal_mask,
+from guidance_repro.nn.config import build_config
+from guidance_repro.nn.rope2d import rope_angles
+from guidance_repro.var.model import (FFN, DropPath, ScaleWiseShape, SelfAttention, block_causal_mask,
                                        scalewise_init)
 
 POSITIONS = ("rope", "absolute")
@@ -137,7 +137,7 @@ class STARBlock(nn.Module):
 
 
 class TextScaleWise(nn.Module, abc.ABC):
-    """What the toy STAR and the official layout (models/star_official.py) share: the embeddings of
+    """What the toy STAR and the official layout (star/official_model.py) share: the embeddings of
     the start token and the inputs, the block loop with RoPE offsets under the KV cache, teacher
     forcing and the cache switch. A subclass has ``blocks``, ``word_embed``, ``pos_start``,
     ``lvl_embed`` (+ ``pos_1LC``), the schedule buffers, and defines :meth:`start_token` and

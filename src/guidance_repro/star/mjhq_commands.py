@@ -5,9 +5,9 @@
         --resolution 512 --cfg 4.0 --top-k 4096 --top-p 0.8 --batch-size 16 --device cuda
 
 STAR's MJHQ protocol (star.md §3, §5): the prompt and the empty prompt "" through the frozen SD-2.1
-CLIP text tower (models/star_text.py), next-scale sampling with VAR's CFG ramp t = cfg·si/(S − 1)
+CLIP text tower (star/text.py), next-scale sampling with VAR's CFG ramp t = cfg·si/(S − 1)
 (sampling/next_scale.py), top-k 4096 (off) and top-p 0.8, the tokens decoded by VAR's VQVAE
-(models/var_vqvae.py) and written as PNG, ⌊255·(x + 1)/2⌋ as STAR's scripts do, to
+(var/vqvae.py) and written as PNG, ⌊255·(x + 1)/2⌋ as STAR's scripts do, to
 ``<out-dir>/<category>/<key>.png`` (what metrics/mjhq_eval.py reads).
 
 Resumable: the uniforms of every image's token draws come from a generator seeded by (``--seed``,
@@ -19,7 +19,7 @@ DAG waits for) is removed at the start and written only when every prompt has it
 ``--limit`` run (the first N prompts, category order) writes none.
 
 Not STAR's: the released MJHQ script samples the 1024 px model with its mask sampler
-(``w_mask=True``), which is not built here (checkpoints/star.py); ``--precision`` picks the
+(``w_mask=True``), which is not built here (star/official.py); ``--precision`` picks the
 transformer's autocast dtype (STAR used fp16; fp32 by default here).
 """
 
@@ -75,7 +75,7 @@ def sample_mjhq(model, vae, text, entries, out_dir: Path, guidance, scfg, seed: 
     import torch
     from tqdm import tqdm
 
-    from guidance_repro.models.star import TextCond
+    from guidance_repro.star.model import TextCond
     from guidance_repro.sampling import next_scale as ns
     dev = next(model.parameters()).device
     todo = [e for e in entries if not image_path(out_dir, e).is_file()]
@@ -103,7 +103,7 @@ def sample_mjhq(model, vae, text, entries, out_dir: Path, guidance, scfg, seed: 
 
 
 def _schedule(args) -> list[int]:
-    from guidance_repro.models.var_vqvae import PATCH_NUMS
+    from guidance_repro.var.vqvae import PATCH_NUMS
     if args.patch_nums:
         try:
             pn = [int(v) for v in args.patch_nums.split(",") if v.strip()]
@@ -140,13 +140,13 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from guidance_repro.checkpoints.star import load_official_star
-    from guidance_repro.checkpoints.var import load_official_vqvae, official_vqvae_layout
+    from guidance_repro.star.official import load_official_star
+    from guidance_repro.var.official import load_official_vqvae, official_vqvae_layout
     from guidance_repro.data.mjhq import read_meta
     from guidance_repro.guidance.cfg import Guidance
     from guidance_repro.io import write_json
     from guidance_repro.metrics.features import file_sha256
-    from guidance_repro.models.star_text import load_text_encoder
+    from guidance_repro.star.text import load_text_encoder
     from guidance_repro.sampling.ar import SamplerConfig
     if args.threads > 0:
         import torch
@@ -222,7 +222,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rope-theta", type=float, default=10000.0)
     p.add_argument("--no-logit-norm", action="store_true", help="model trained with enable_logit_norm=False")
     p.add_argument("--qk-scale-clamp", default="log", choices=("log", "exp"),
-                   help="log: exp(min(s, log 100)) (VAR, star.md); exp: min(exp(s), log 100) (models/star_official.py)")
+                   help="log: exp(min(s, log 100)) (VAR, star.md); exp: min(exp(s), log 100) (star/official_model.py)")
     p.add_argument("--cfg", type=float, default=4.0, help="VAR-ramp cfg; 0 = no guidance")
     p.add_argument("--top-k", type=int, default=4096, help="0 or >= V = off")
     p.add_argument("--top-p", type=float, default=0.8, help="1 = off")

@@ -32,7 +32,7 @@ def _threads(n: int) -> None:
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from guidance_repro.models.msvq import load_images, load_msvq
+    from guidance_repro.var.msvq import load_images, load_msvq
     _threads(args.threads)
     tok = load_msvq(args.tokenizer)
     images, labels = load_images({"data": args.data}, args.split)
@@ -43,7 +43,7 @@ def _encode(args: argparse.Namespace) -> None:
 
 
 def _reconstruct(args: argparse.Namespace) -> None:
-    from guidance_repro.models.msvq import load_images, load_msvq
+    from guidance_repro.var.msvq import load_images, load_msvq
     _threads(args.threads)
     tok = load_msvq(args.tokenizer)
     images, labels = load_images({"data": args.data}, args.split)
@@ -62,8 +62,8 @@ def _sample(args: argparse.Namespace) -> None:
     import torch
 
     from guidance_repro.guidance.cfg import Guidance
-    from guidance_repro.models.msvq import load_msvq
-    from guidance_repro.models.var_tasks import load_var
+    from guidance_repro.var.msvq import load_msvq
+    from guidance_repro.var.tasks import load_var
     from guidance_repro.sampling import next_scale as ns
     _threads(args.threads)
     model, tok = load_var(args.model), load_msvq(args.tokenizer)
@@ -104,9 +104,9 @@ def _benchmark(args: argparse.Namespace) -> None:
 
 
 def _check_official(args: argparse.Namespace) -> None:
-    from guidance_repro.checkpoints.var import load_official_vae_quantizer, load_official_var
+    from guidance_repro.var.official import load_official_vae_quantizer, load_official_var
     from guidance_repro.io import write_json
-    from guidance_repro.models.var import num_params
+    from guidance_repro.var.model import num_params
     report = {"var": {}, "vae": None}
     for pair in args.var:
         depth, sep, path = pair.partition("=")

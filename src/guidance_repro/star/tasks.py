@@ -5,7 +5,7 @@
   ``clip`` split is refused: the text encoder is never the judge's model or data.
 - ``star-train``: cross-entropy over all L tokens with 10 % empty-prompt dropout (star.md §2).
   With ``inputs.init`` (a STAR model file on another scale schedule) it is the resolution step:
-  the model is carried to the tokens' schedule by ``models.star.change_schedule`` and fine-tuned.
+  the model is carried to the tokens' schedule by ``star.model.change_schedule`` and fine-tuned.
 - ``star-cca``: CCA (guidance/cca.py, the one implementation) with captions rolled by −1 within
   the micro-batch as negatives, the empty prompt as the masked ("null") condition.
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.star import STAR, STARConfig, TextCond, change_schedule, drop_text, sequence_logp
+from guidance_repro.star.model import STAR, STARConfig, TextCond, change_schedule, drop_text, sequence_logp
 
 STAR_TASKS = ("star-train", "star-cca")
 
@@ -37,7 +37,7 @@ def make_text_encoder_task(params: dict, inputs: dict):
     """Factory of ``star-text-encoder`` (a ClipTask; the judge's split ``clip`` is refused)."""
     from guidance_repro.data import compositions
     from guidance_repro.metrics.toy_clip import ClipTask, clip_config
-    from guidance_repro.models.star_text import TEXT_TASK
+    from guidance_repro.star.text import TEXT_TASK
 
     unknown = sorted(set(params) - {"model", "split", "subset"})
     if unknown:
@@ -68,7 +68,7 @@ def downsample(images: np.ndarray, size: int) -> np.ndarray:
 def tokenizer_at(path: str | Path, image_size: int, patch_nums):
     """The msvq tokenizer of ``path`` with the same weights at another image size and schedule
     (as STAR reuses VAR's VQVAE at 256 and 512 px); its per-scale hit statistics are not carried."""
-    from guidance_repro.models.msvq import MSVQConfig, MSVQModel, load_msvq
+    from guidance_repro.var.msvq import MSVQConfig, MSVQModel, load_msvq
     tok = load_msvq(path)
     cfg = dict(tok.cfg.to_dict(), image_size=int(image_size), patch_nums=[int(p) for p in patch_nums])
     if cfg["image_size"] == tok.cfg.image_size and tuple(cfg["patch_nums"]) == tuple(tok.cfg.patch_nums):
@@ -109,7 +109,7 @@ class _STARData:
     """Tokens + tokenizer + frozen text encoder shared by the STAR tasks."""
 
     def _load_data(self, inputs: dict) -> None:
-        from guidance_repro.models.star_text import ToyTextEncoder
+        from guidance_repro.star.text import ToyTextEncoder
         for k in ("codes", "tokenizer", "text_encoder"):
             if k not in inputs:
                 raise ReproError(f"inputs.{k}: the {self.name} task needs the tokens, the msvq "
@@ -296,7 +296,7 @@ def encode_split(tokenizer_path: str | Path, data: str | Path, split: str, image
                  num: int = 0) -> dict:
     """Tokens file arrays of a compositions split at ``image_size`` (box-downsampled) and schedule."""
     from guidance_repro.data import compositions
-    from guidance_repro.models.star_text import first_item_class
+    from guidance_repro.star.text import first_item_class
     d = compositions.load(data, split)
     images, caps, cats = d["images"], d["captions"], first_item_class(d["item_class"])
     if num:

@@ -9,9 +9,9 @@
 
 ``star-sample`` draws one image per prompt (MJHQ protocol, star.md §5) for the first ``--num``
 captions of a compositions split; the samples file's ``labels`` are the prompts' categories (the
-class of the first item, models/star_text.py) and ``meta_json`` holds the sampler settings, the
+class of the first item, star/text.py) and ``meta_json`` holds the sampler settings, the
 seconds per image and the ``--tag`` values. ``--patch-nums`` samples a model on another schedule
-than it was trained on (the resolution step with no fine-tuning, models/star.py
+than it was trained on (the resolution step with no fine-tuning, star/model.py
 ``change_schedule``). ``star-scores`` writes the CLIP score (raw cosine, judge CLIP) and the
 per-category FID (composition evaluator features; reference = the split's images of the category).
 """
@@ -43,7 +43,7 @@ def _threads(n: int) -> None:
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from guidance_repro.models.star_tasks import encode_split
+    from guidance_repro.star.tasks import encode_split
     _threads(args.threads)
     arrays = encode_split(args.tokenizer, args.data, args.split, args.image_size,
                           _ints(args.patch_nums, "--patch-nums"), args.num)
@@ -57,8 +57,8 @@ def sample_prompts(model, tokenizer, text, captions, guidance, scfg, seed: int, 
     import torch
     from tqdm import tqdm
 
-    from guidance_repro.models.star import TextCond
-    from guidance_repro.models.vq import tensor_to_images
+    from guidance_repro.star.model import TextCond
+    from guidance_repro.llamagen.tokenizer import tensor_to_images
     from guidance_repro.sampling import next_scale as ns
     g = torch.Generator().manual_seed(seed)
     images = []
@@ -80,9 +80,9 @@ def _sample(args: argparse.Namespace) -> None:
     from guidance_repro.data import compositions
     from guidance_repro.data import samples as samples_io
     from guidance_repro.guidance.cfg import Guidance
-    from guidance_repro.models.star import STAR, change_schedule
-    from guidance_repro.models.star_tasks import load_star, tokenizer_at
-    from guidance_repro.models.star_text import ToyTextEncoder, first_item_class
+    from guidance_repro.star.model import STAR, change_schedule
+    from guidance_repro.star.tasks import load_star, tokenizer_at
+    from guidance_repro.star.text import ToyTextEncoder, first_item_class
     from guidance_repro.sampling.ar import SamplerConfig
     _threads(args.threads)
     model = load_star(args.model)
@@ -95,7 +95,7 @@ def _sample(args: argparse.Namespace) -> None:
     if text.dim != model.cfg.text_dim or text.context_length != model.cfg.text_len:
         raise ReproError(f"--text-encoder: {args.text_encoder} gives {text.dim}-d x {text.context_length} "
                          f"text, the model expects {model.cfg.text_dim}-d x {model.cfg.text_len}")
-    from guidance_repro.models.msvq import load_msvq
+    from guidance_repro.var.msvq import load_msvq
     down = load_msvq(args.tokenizer).cfg.downsample
     size = model.cfg.patch_nums[-1] * down
     tok = tokenizer_at(args.tokenizer, size, model.cfg.patch_nums)
@@ -143,7 +143,7 @@ def _scores(args: argparse.Namespace) -> None:
     from guidance_repro.io import write_json
     from guidance_repro.metrics.clip_score import clip_score, load_scorer
     from guidance_repro.metrics.features import get_extractor
-    from guidance_repro.models.star_text import first_item_class
+    from guidance_repro.star.text import first_item_class
     _threads(args.threads)
     pairs = paired_outputs(args.samples, args.out, "scores")
     scorer = load_scorer("toy-judge", args.judge)
@@ -180,7 +180,7 @@ def _check_paper(args: argparse.Namespace) -> None:
 
     from guidance_repro.data.mjhq import read_meta
     from guidance_repro.io import write_json
-    from guidance_repro.models.star_text import SD21TextEncoder
+    from guidance_repro.star.text import SD21TextEncoder
     for key, path in (("star.paper.star_checkpoint", args.star), ("star.paper.vae_checkpoint", args.vae),
                       ("star.paper.mjhq_images", args.images)):
         if not path or not Path(path).exists():

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.config import build_config
+from guidance_repro.nn.config import build_config
 
 
 @dataclass

@@ -10,13 +10,13 @@ copied), with the official module names so that the released state dict loads st
 - names: ``encoder.conv_blocks.{level}.res.{j}`` / ``.attn.{j}`` / ``.downsample.conv``,
   ``decoder.conv_blocks.{k}`` stored coarse to fine (k = 0 is the coarsest level) with
   ``.upsample.conv``, ``{encoder,decoder}.mid.{0,1,2}``, attention as separate 1x1 ``q``, ``k``,
-  ``v`` and ``proj_out`` convs (VAR's VQVAE fuses them into ``qkv``: models/var_vqvae.py);
+  ``v`` and ``proj_out`` convs (VAR's VQVAE fuses them into ``qkv``: var/vqvae.py);
 - 1x1 ``quant_conv`` (256 → 8) and ``post_quant_conv`` (8 → 256) around the quantizer, whose
   16384 x 8 codebook is compared on the unit sphere (codes and encoder outputs L2-normalised), plus
   the ``quantize.codebook_used`` buffer the release carries (usage statistics, unused here).
 
 The full configuration has 344 tensors (144 ``encoder.*``, 194 ``decoder.*``), the layout
-checkpoints/llamagen.py checks before loading; smaller widths give the same key layout for offline
+llamagen/official.py checks before loading; smaller widths give the same key layout for offline
 tests. Decoding follows LlamaGen's class-conditional sampler: codes → normalised code vectors →
 ``post_quant_conv`` → decoder → (optionally) bicubic resize to the evaluation size on the
 unclamped output → clamp(127.5 x + 128) to uint8. The paper evaluates 384 px generations at 256 px.
@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models import vq
-from guidance_repro.models.config import build_config
-from guidance_repro.models.var_vqvae import Downsample, ResnetBlock, Upsample
+from guidance_repro.llamagen import tokenizer as vq
+from guidance_repro.nn.config import build_config
+from guidance_repro.var.vqvae import Downsample, ResnetBlock, Upsample
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """STAR's frozen text encoder: hidden states, padding mask and pooled vector of a prompt.
 
 Toy tier: the text tower of a small open_clip CLIP trained in the DAG (task ``star-text-encoder``,
-models/star_tasks.py) on the generators' ``train`` split with its own seed, never the judge
+star/tasks.py) on the generators' ``train`` split with its own seed, never the judge
 CLIP's model or split. Paper tier: the SD-2.1 CLIP text tower STAR uses (star.md §1:
 ``CLIPTokenizer`` + ``CLIPTextModel`` of ``stable-diffusion-2-1``, 1024-d, padded to 77), loaded
 from a LOCAL folder only (``star.paper.text_encoder_dir``); nothing is fetched at run time.
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.star import TextCond
+from guidance_repro.star.model import TextCond
 
 TEXT_TASK = "star-text-encoder"
 

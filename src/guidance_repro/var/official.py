@@ -1,15 +1,15 @@
 """Strict loaders for the official VAR files (cca.md §4.2): ``var_d{16,20,24,30}.pth`` and the
 VQVAE ``vae_ch160v4096z32.pth``.
 
-``var_d*.pth`` is a raw state dict whose keys are exactly models/var.py's (220 tensors for d16,
+``var_d*.pth`` is a raw state dict whose keys are exactly var/model.py's (220 tensors for d16,
 buffers ``lvl_1L``, ``attn_bias_for_masking`` and ``blocks.*.attn.zero_k_bias`` included). The
 depth is read from the file (number of blocks), the width checked against 64·depth, and every key
 and shape checked before anything is copied; the model is built on the meta device and the file's
 tensors are assigned to it, so a 2B-parameter model is never held twice in memory.
 
 ``vae_ch160v4096z32.pth`` (324 tensors, 108,948,355 values): the whole network of
-models/var_vqvae.py (conv encoder/decoder, ``quant_conv``/``post_quant_conv``) with the multi-scale
-quantizer of models/msvq.py (``quantize.embedding.weight`` (4096, 32), ``quantize.ema_vocab_hit_SV``
+var/vqvae.py (conv encoder/decoder, ``quant_conv``/``post_quant_conv``) with the multi-scale
+quantizer of var/msvq.py (``quantize.embedding.weight`` (4096, 32), ``quantize.ema_vocab_hit_SV``
 (10, 4096), the four shared φ convs ``quantize.quant_resi.qresi_ls.{0..3}``). The widths (ch,
 ch_mult, blocks per level, Cvae, V, φ count) are read from the file's shapes, every key and shape is
 then checked against the network they define; the official file gives ch 160, ch_mult
@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.msvq import MultiScaleQuantizer
-from guidance_repro.models.var import SIZES, VAR, VARConfig, block_causal_mask
-from guidance_repro.models.var_vqvae import PATCH_NUMS, VQVAE, VQVAEConfig
+from guidance_repro.var.msvq import MultiScaleQuantizer
+from guidance_repro.var.model import SIZES, VAR, VARConfig, block_causal_mask
+from guidance_repro.var.vqvae import PATCH_NUMS, VQVAE, VQVAEConfig
 from guidance_repro.train.checkpoint import load_model_file, load_state_strict
 
 VAR_TENSORS = {16: 220, 20: 272, 24: 324, 30: 402}   # 12 + 13·depth

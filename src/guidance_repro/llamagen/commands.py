@@ -32,7 +32,7 @@ def _threads(n: int) -> None:
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from guidance_repro.models.vq import write_codes
+    from guidance_repro.llamagen.tokenizer import write_codes
     _threads(args.threads)
     write_codes(args.data, args.tokenizer, args.out, split=args.split)
     print(f"[encode-codes] {args.split} split of {args.data} -> {args.out}")
@@ -41,7 +41,7 @@ def _encode(args: argparse.Namespace) -> None:
 def _reconstruct(args: argparse.Namespace) -> None:
     from guidance_repro.data import samples as samples_io
     from guidance_repro.data.fashion_mnist import load
-    from guidance_repro.models.vq import load_vq
+    from guidance_repro.llamagen.tokenizer import load_vq
     _threads(args.threads)
     tok = load_vq(args.tokenizer)
     images, labels = load(args.data).split(args.split)
@@ -63,7 +63,7 @@ def _sample(args: argparse.Namespace) -> None:
 
     from guidance_repro.data import samples as samples_io
     from guidance_repro.guidance.cfg import Guidance
-    from guidance_repro.models.llamagen import load_gpt
+    from guidance_repro.llamagen.model import load_gpt
     from guidance_repro.sampling import ar
     if args.num < 1:
         raise ReproError(f"--num: must be >= 1, got {args.num}")
@@ -113,9 +113,9 @@ def _sampling_models(args: argparse.Namespace):
     loaded strictly and moved to ``--device``."""
     import torch
 
-    from guidance_repro.checkpoints.llamagen import load_official_gpt, load_official_vq
-    from guidance_repro.models.llamagen import load_gpt
-    from guidance_repro.models.vq import load_vq
+    from guidance_repro.llamagen.official import load_official_gpt, load_official_vq
+    from guidance_repro.llamagen.model import load_gpt
+    from guidance_repro.llamagen.tokenizer import load_vq
     if args.eval_size and not args.official_vq:
         raise ReproError("--eval-size: the bicubic resize of the paper protocol needs --official-vq")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -143,9 +143,9 @@ def _benchmark(args: argparse.Namespace) -> None:
 
 
 def _check_official(args: argparse.Namespace) -> None:
-    from guidance_repro.checkpoints.llamagen import check_official_vq, load_official_gpt
+    from guidance_repro.llamagen.official import check_official_vq, load_official_gpt
     from guidance_repro.io import write_json
-    from guidance_repro.models.llamagen import num_params
+    from guidance_repro.llamagen.model import num_params
     report = {"gpt": {}, "vq": None, "image_size": args.image_size}
     for pair in args.gpt:
         size, sep, path = pair.partition("=")
@@ -165,7 +165,7 @@ def _check_official(args: argparse.Namespace) -> None:
 
 def _reference_logp(args: argparse.Namespace) -> None:
     from guidance_repro.guidance.cca import LlamaGenCCATask
-    from guidance_repro.guidance.cca_reference import record
+    from guidance_repro.llamagen.cca_reference import record
     from guidance_repro.io import save_npz
     from guidance_repro.train.commands import parse_inputs, parse_params
     from guidance_repro.train.config import TrainConfig

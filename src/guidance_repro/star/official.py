@@ -7,14 +7,14 @@ nothing in it runs. The shape of the model is read from the file: depth = number
 ``blocks.{i}``, width C from ``pos_start``, heads = depth, vocabulary from ``head_logits``, Cvae
 from ``word_embed``, text width from ``encoder_proj``, number of scales from ``lvl_embed``, QK
 L2-norm from the presence of ``blocks.0.attn.scale_mul_1H11``, absolute positions from
-``pos_1LC``. Every key and shape is then checked against models/star_official.py's module (a
+``pos_1LC``. Every key and shape is then checked against star/official_model.py's module (a
 missing, unexpected or mis-shaped key raises a ReproError naming it) before the tensors are
 assigned to a model built on the meta device (no second copy of 1.7 B parameters).
 
 What the file does not hold is an argument: the scale schedule (its length must equal the rows of
 ``lvl_embed``), the RoPE normalisation N and base θ (released configs: 64 and 10000),
 ``logit_norm`` (on in the released configs) and how the QK scale is clamped (``qk_scale_clamp``,
-models/star_official.py).
+star/official_model.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from guidance_repro.checkpoints.var import shape_of, var_depth
+from guidance_repro.var.official import shape_of, var_depth
 from guidance_repro.errors import ReproError
-from guidance_repro.models.star_official import OfficialSTAR, OfficialSTARConfig
+from guidance_repro.star.official_model import OfficialSTAR, OfficialSTARConfig
 from guidance_repro.train.checkpoint import load_model_file, load_state_strict
 
 # Keys of the 1024 px mask sampler (enable_adaptive_norm) and of shared AdaLN: not built here.

@@ -2,12 +2,12 @@
 
 - ``c2i_{B,L,XL,XXL,3B}_384.pt`` (and the CCA releases ``c2i_*_384_CCA_0005000.pt``): the GPT state
   dict under ``['model']`` (B/L/XL) or at the top level (XXL/3B, FSDP); a stray ``freqs_cis`` entry
-  is dropped. Our ``models.llamagen.GPT`` uses the official module names, so the state dict loads
+  is dropped. Our ``llamagen.model.GPT`` uses the official module names, so the state dict loads
   as is (no key mapping) — every key and shape is checked first, and a mismatch names the key.
 - ``vq_ds16_c2i.pt``: the VQ-16 tokenizer (``['model']``): the documented keys and shapes
   (codebook 16384 x 8, quant convs, ``codebook_used`` buffer) and the encoder/decoder tensor
   counts (144 / 194, 344 in all) are checked (:func:`check_official_vq`), then every key and shape
-  against models/llamagen_vq16.py's network, which loads it strictly (:func:`load_official_vq`).
+  against llamagen/vq16.py's network, which loads it strictly (:func:`load_official_vq`).
 
 Files are opened with ``torch.load(weights_only=True)``: they hold plain tensors.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from guidance_repro.errors import ReproError
-from guidance_repro.models.llamagen import GPT, GPTConfig, SIZES, rope_2d
+from guidance_repro.llamagen.model import GPT, GPTConfig, SIZES, rope_2d
 from guidance_repro.train.checkpoint import check_layout
 
 PAPER_SIZES = ("B", "L", "XL", "XXL", "3B")
@@ -138,8 +138,8 @@ def check_official_vq(path: str | os.PathLike | None = None, state_dict: dict | 
 
 
 def vq16_layout(cfg) -> dict[str, tuple]:
-    """Key -> shape of models/llamagen_vq16.py's network for ``cfg`` (meta device: no memory)."""
-    from guidance_repro.models.llamagen_vq16 import VQ16
+    """Key -> shape of llamagen/vq16.py's network for ``cfg`` (meta device: no memory)."""
+    from guidance_repro.llamagen.vq16 import VQ16
     with torch.device("meta"):
         model = VQ16(cfg)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -152,7 +152,7 @@ def load_official_vq(path: str | os.PathLike | None = None, image_size: int = 38
 
     ``cfg`` (a :class:`VQ16Config`) is for offline tests with smaller widths: the documented
     full-size checks of :func:`check_official_vq` are skipped, the key-by-key check is not."""
-    from guidance_repro.models.llamagen_vq16 import VQ16, VQ16Config
+    from guidance_repro.llamagen.vq16 import VQ16, VQ16Config
     source = path if path is not None else "state dict"
     if cfg is None:
         cfg = VQ16Config.from_dict({"image_size": image_size})
