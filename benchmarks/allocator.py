@@ -26,7 +26,8 @@ import json, resource, sys, time
 import torch
 from guidance_repro.allocator import tune_malloc
 tuned = tune_malloc()
-from guidance_repro.llamagen.tokenizer import VQConfig, VQModel
+from guidance_repro.llamagen.tokenizer import VQModel
+from guidance_repro.nn.toy_conv import VQConfig
 torch.manual_seed(0)
 kind, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 model = VQModel(VQConfig())

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from guidance_repro.errors import ReproError
-from guidance_repro.guidance.cca import LlamaGenCCATask
+from guidance_repro.llamagen.cca_task import LlamaGenCCATask
 from guidance_repro.llamagen.cca_reference import record
 from guidance_repro.io import save_npz
 from guidance_repro.llamagen.model import load_gpt

@@ -10,7 +10,7 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.llamagen.model import (GPT, GPTConfig, PretrainTask, apply_rope, num_params,
-                                            rope_2d, sequence_logp)
+                                           rope_2d, sequence_logp)
 
 TINY = dict(vocab_size=32, grid=4, num_classes=5, dim=32, n_layer=2, n_head=2, multiple_of=16)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from guidance_repro.errors import ReproError
-from guidance_repro.guidance.cca import LlamaGenCCATask
+from guidance_repro.llamagen.cca_task import LlamaGenCCATask
 from guidance_repro.llamagen.model import GPTConfig, load_gpt, sequence_logp
 from guidance_repro.llamagen.tokenizer import VQTask, load_vq, write_codes
 from guidance_repro.train.config import TrainConfig

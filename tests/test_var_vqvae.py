@@ -9,11 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from guidance_repro.var.official import (VAE_TENSORS, load_official_vae_quantizer, load_official_vqvae,
-                                            official_vqvae_layout, vqvae_from_state)
 from guidance_repro.errors import ReproError
+from guidance_repro.nn.vqgan_blocks import AttnBlock
 from guidance_repro.var.msvq import MultiScaleQuantizer, join_scales
-from guidance_repro.var.vqvae import PATCH_NUMS, VQVAE, AttnBlock, VQVAEConfig
+from guidance_repro.var.official import (VAE_TENSORS, load_official_vae_quantizer, load_official_vqvae,
+                                         official_vqvae_layout, vqvae_from_state)
+from guidance_repro.var.vqvae import PATCH_NUMS, VQVAE, VQVAEConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,6 +3,9 @@
 A factory has the signature ``factory(params: dict, inputs: dict[str, Path]) -> TrainTask``.
 A name containing ':' is taken as "module:factory" directly (used by tests and for experiments
 with a task that is not registered here).
+
+The table sits at the top level, beside cli.py, because it names the families' modules, which no
+shared layer (train/ included) may do; train/commands.py's ``train`` command looks names up here.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ from pathlib import Path
 from guidance_repro.errors import ReproError
 from guidance_repro.train.loop import TrainTask
 
-# Each trainer adds one line here, e.g. "cca-llamagen": "guidance_repro.guidance.cca:make_task".
+# Each trainer adds one line here: task name -> "guidance_repro.<package>.<module>:<factory>".
 TASKS: dict[str, str] = {}
 TASKS["fmnist-classifier"] = "guidance_repro.metrics.toy_evaluators:make_classifier_task"
 TASKS["composition-evaluator"] = "guidance_repro.metrics.toy_composition:make_composition_task"
 TASKS["judge-clip"] = "guidance_repro.metrics.toy_clip:make_judge_task"
 TASKS["vq-tokenizer"] = "guidance_repro.llamagen.tokenizer:make_vq_task"
 TASKS["llamagen-pretrain"] = "guidance_repro.llamagen.model:make_pretrain_task"
-TASKS["llamagen-cca"] = "guidance_repro.guidance.cca:make_llamagen_cca_task"
+TASKS["llamagen-cca"] = "guidance_repro.llamagen.cca_task:make_llamagen_cca_task"
 TASKS["msvq-tokenizer"] = "guidance_repro.var.msvq:make_msvq_task"
 TASKS["var-pretrain"] = "guidance_repro.var.tasks:make_pretrain_task"
 TASKS["var-cca"] = "guidance_repro.var.tasks:make_cca_task"

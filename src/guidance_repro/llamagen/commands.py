@@ -164,7 +164,7 @@ def _check_official(args: argparse.Namespace) -> None:
 
 
 def _reference_logp(args: argparse.Namespace) -> None:
-    from guidance_repro.guidance.cca import LlamaGenCCATask
+    from guidance_repro.llamagen.cca_task import LlamaGenCCATask
     from guidance_repro.llamagen.cca_reference import record
     from guidance_repro.io import save_npz
     from guidance_repro.train.commands import parse_inputs, parse_params

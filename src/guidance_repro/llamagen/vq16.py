@@ -10,7 +10,7 @@ copied), with the official module names so that the released state dict loads st
 - names: ``encoder.conv_blocks.{level}.res.{j}`` / ``.attn.{j}`` / ``.downsample.conv``,
   ``decoder.conv_blocks.{k}`` stored coarse to fine (k = 0 is the coarsest level) with
   ``.upsample.conv``, ``{encoder,decoder}.mid.{0,1,2}``, attention as separate 1x1 ``q``, ``k``,
-  ``v`` and ``proj_out`` convs (VAR's VQVAE fuses them into ``qkv``: var/vqvae.py);
+  ``v`` and ``proj_out`` convs (VAR's VQVAE fuses them into ``qkv``: nn/vqgan_blocks.py);
 - 1x1 ``quant_conv`` (256 → 8) and ``post_quant_conv`` (8 → 256) around the quantizer, whose
   16384 x 8 codebook is compared on the unit sphere (codes and encoder outputs L2-normalised), plus
   the ``quantize.codebook_used`` buffer the release carries (usage statistics, unused here).
@@ -32,9 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from guidance_repro.errors import ReproError
-from guidance_repro.llamagen import tokenizer as vq
+from guidance_repro.llamagen import tokenizer
 from guidance_repro.nn.config import build_config
-from guidance_repro.var.vqvae import Downsample, ResnetBlock, Upsample
+from guidance_repro.nn.toy_conv import tensor_to_images
+from guidance_repro.nn.vqgan_blocks import Downsample, ResnetBlock, Upsample
 
 
 @dataclass
@@ -160,7 +161,7 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class Quantizer(vq.Quantizer):
+class Quantizer(tokenizer.Quantizer):
     """The toy tokenizer's L2-normalised quantizer (nearest code on the unit sphere), plus the
     release's usage buffer."""
 
@@ -216,5 +217,5 @@ class VQ16(nn.Module):
             x = self.decode_indices(idx[i:i + batch_size].to(dev))
             if side != x.shape[-1]:
                 x = F.interpolate(x, size=(side, side), mode="bicubic")
-            out.append(vq.tensor_to_images(x.float().cpu()))
+            out.append(tensor_to_images(x.float().cpu()))
         return np.concatenate(out) if out else np.zeros((0, side, side, 3), np.uint8)

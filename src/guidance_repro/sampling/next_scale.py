@@ -107,7 +107,7 @@ def sample_scales(model, tokenizer, cond, B: int, guidance: Guidance, cfg: Sampl
 def sample_images(model, tokenizer, labels: np.ndarray, guidance: Guidance, cfg: SamplerConfig,
                   seed: int, progress: bool = True) -> dict[str, np.ndarray]:
     """{'images': uint8 (n, H, W, C), 'labels', 'tokens' (n, L)} for ``labels``, batch by batch."""
-    from guidance_repro.llamagen.tokenizer import tensor_to_images
+    from guidance_repro.nn.toy_conv import tensor_to_images
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= model.cfg.num_classes):
         raise ReproError(f"labels outside 0..{model.cfg.num_classes - 1}")

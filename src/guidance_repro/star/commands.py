@@ -58,7 +58,7 @@ def sample_prompts(model, tokenizer, text, captions, guidance, scfg, seed: int, 
     from tqdm import tqdm
 
     from guidance_repro.star.model import TextCond
-    from guidance_repro.llamagen.tokenizer import tensor_to_images
+    from guidance_repro.nn.toy_conv import tensor_to_images
     from guidance_repro.sampling import next_scale as ns
     g = torch.Generator().manual_seed(seed)
     images = []

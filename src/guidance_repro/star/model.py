@@ -36,7 +36,7 @@ from guidance_repro.errors import ReproError
 from guidance_repro.nn.config import build_config
 from guidance_repro.nn.rope2d import rope_angles
 from guidance_repro.var.model import (FFN, DropPath, ScaleWiseShape, SelfAttention, block_causal_mask,
-                                       scalewise_init)
+                                      scalewise_init)
 
 POSITIONS = ("rope", "absolute")
 

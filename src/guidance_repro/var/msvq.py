@@ -19,7 +19,7 @@ Codebook: ``znorm`` picks codes by cosine similarity (VAR's ``using_znorm``) but
 vector. VAR's released VQVAE uses plain L2 (``znorm=False``); the toy configs use cosine because
 a short CPU training run keeps far more codes alive with it (the reason LlamaGen normalises too).
 Left out at toy scale: the perceptual and GAN losses (as in llamagen/tokenizer.py). The conv encoder and
-decoder are llamagen/tokenizer.py's, followed by VAR's 3x3 ``quant_conv``/``post_quant_conv``.
+decoder are nn/toy_conv.py's, followed by VAR's 3x3 ``quant_conv``/``post_quant_conv``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch import nn
 
 from guidance_repro.errors import ReproError
 from guidance_repro.nn.config import build_config
-from guidance_repro.llamagen.tokenizer import Decoder, Encoder, VQConfig, images_to_tensor, tensor_to_images
+from guidance_repro.nn.toy_conv import Decoder, Encoder, VQConfig, images_to_tensor, tensor_to_images
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 The quantizer between them is var/msvq.py's :class:`MultiScaleQuantizer` (VAR's residual
 multi-scale VQ with shared φ convs); this module adds the convolutional halves VAR took from the
-latent-diffusion "vq-f16" autoencoder, written from their description (no code copied):
+latent-diffusion "vq-f16" autoencoder, written from their description (no code copied; the
+blocks themselves are nn/vqgan_blocks.py's, shared with LlamaGen's VQ-16):
 
 - widths ``ch · ch_mult`` per level, VAR: ch 160, ch_mult (1, 1, 2, 2, 4) → ×16 downsampling,
   2 ResNet blocks per encoder level (3 per decoder level), z = Cvae = 32 channels;
@@ -38,6 +39,7 @@ from torch import nn
 
 from guidance_repro.errors import ReproError
 from guidance_repro.nn.config import build_config
+from guidance_repro.nn.vqgan_blocks import AttnBlock, Downsample, ResnetBlock, Upsample, conv3, group_norm
 from guidance_repro.var.msvq import MSVQConfig, MultiScaleQuantizer, split_scales
 
 PATCH_NUMS = {  # star.md §1 "Scale schedules"; 256 = VAR's
@@ -105,59 +107,6 @@ class VQVAEConfig:
                           znorm=False, in_channels=self.in_channels, image_size=self.image_size)
 
 
-def _norm(c: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(groups, c, eps=1e-6)
-
-
-def _conv3(cin: int, cout: int, stride: int = 1, padding: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=padding)
-
-
-class ResnetBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, groups: int):
-        super().__init__()
-        self.norm1, self.conv1 = _norm(cin, groups), _conv3(cin, cout)
-        self.norm2, self.conv2 = _norm(cout, groups), _conv3(cout, cout)
-        self.nin_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-
-    def forward(self, x):
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return self.nin_shortcut(x) + h
-
-
-class AttnBlock(nn.Module):
-    def __init__(self, c: int, groups: int):
-        super().__init__()
-        self.norm = _norm(c, groups)
-        self.qkv = nn.Conv2d(c, 3 * c, 1)
-        self.proj_out = nn.Conv2d(c, c, 1)
-
-    def forward(self, x):
-        B, C, H, W = x.shape
-        q, k, v = self.qkv(self.norm(x)).view(B, 3, C, H * W).transpose(2, 3).unbind(1)  # (B, HW, C)
-        h = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]      # scale C^-1/2
-        return x + self.proj_out(h.transpose(1, 2).reshape(B, C, H, W))
-
-
-class Downsample(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv = _conv3(c, c, stride=2, padding=0)
-
-    def forward(self, x):
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
-
-
-class Upsample(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv = _conv3(c, c)
-
-    def forward(self, x):
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
-
-
 def _level(blocks: list[ResnetBlock], attn: list[AttnBlock]) -> nn.Module:
     level = nn.Module()
     level.block, level.attn = nn.ModuleList(blocks), nn.ModuleList(attn)
@@ -186,7 +135,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: VQVAEConfig):
         super().__init__()
         g, widths, last = cfg.norm_groups, cfg.widths, len(cfg.ch_mult) - 1
-        self.conv_in = _conv3(cfg.in_channels, cfg.ch)
+        self.conv_in = conv3(cfg.in_channels, cfg.ch)
         self.down = nn.ModuleList()
         cin = cfg.ch
         for i, w in enumerate(widths):
@@ -199,8 +148,8 @@ class Encoder(nn.Module):
                 level.downsample = Downsample(w)
             self.down.append(level)
         self.mid = _mid(cin, g)
-        self.norm_out = _norm(cin, g)
-        self.conv_out = _conv3(cin, cfg.code_dim)
+        self.norm_out = group_norm(cin, g)
+        self.conv_out = conv3(cin, cfg.code_dim)
 
     def forward(self, x):
         h = self.conv_in(x)
@@ -216,7 +165,7 @@ class Decoder(nn.Module):
         super().__init__()
         g, widths, last = cfg.norm_groups, cfg.widths, len(cfg.ch_mult) - 1
         cin = widths[-1]
-        self.conv_in = _conv3(cfg.code_dim, cin)
+        self.conv_in = conv3(cfg.code_dim, cin)
         self.mid = _mid(cin, g)
         levels = {}
         for i in reversed(range(len(widths))):  # built coarse to fine, stored by level index
@@ -228,8 +177,8 @@ class Decoder(nn.Module):
             if i != 0:
                 levels[i].upsample = Upsample(cin)
         self.up = nn.ModuleList(levels[i] for i in range(len(widths)))
-        self.norm_out = _norm(cin, g)
-        self.conv_out = _conv3(cin, cfg.in_channels)
+        self.norm_out = group_norm(cin, g)
+        self.conv_out = conv3(cin, cfg.in_channels)
 
     def forward(self, z):
         h = _run_mid(self.mid, self.conv_in(z))
@@ -249,8 +198,8 @@ class VQVAE(nn.Module):
         self.cfg = cfg
         self.encoder, self.decoder = Encoder(cfg), Decoder(cfg)
         self.quantize = MultiScaleQuantizer(cfg.quantizer_config())
-        self.quant_conv = _conv3(cfg.code_dim, cfg.code_dim)
-        self.post_quant_conv = _conv3(cfg.code_dim, cfg.code_dim)
+        self.quant_conv = conv3(cfg.code_dim, cfg.code_dim)
+        self.post_quant_conv = conv3(cfg.code_dim, cfg.code_dim)
 
     def _check_images(self, x: torch.Tensor) -> None:
         s = self.cfg.image_size
