@@ -32,7 +32,8 @@ from PIL import Image
 
 from guidance_repro import cli
 from guidance_repro.io import save_npz, write_json
-from guidance_repro.metrics.features import TorchExtractor, file_sha256, register_extractor
+from guidance_repro.metrics.extractors import register_extractor
+from guidance_repro.metrics.features import TorchExtractor, file_sha256
 from guidance_repro.metrics.fid import cleanfid_version
 
 KIND = "bench-cnn"

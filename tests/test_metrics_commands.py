@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import torch
 from guidance_repro import cli
 from guidance_repro.errors import ReproError
 from guidance_repro.io import save_npz
-from guidance_repro.metrics.features import (TorchExtractor, file_sha256, get_extractor,
-                                             register_extractor)
+from guidance_repro.metrics import extractors
+from guidance_repro.metrics.extractors import available_extractors, get_extractor, register_extractor
+from guidance_repro.metrics.features import TorchExtractor, file_sha256
 
 KIND = "test-randconv"
 
@@ -253,6 +255,16 @@ def test_bad_inputs(tmp_path, capsys):
 
 
 # --- built-in kinds, offline: missing weights, and tiny stand-in TorchScript files -------------
+
+def test_built_in_kinds_are_listed_and_each_names_a_factory():
+    # The registry names its built-in kinds by "module:factory" (imported when asked for), so a
+    # renamed factory would only show when that kind is first used: check every one here.
+    assert set(extractors.BUILT_IN) <= set(available_extractors())
+    assert {"inception", "dinov2", "toy-classifier", "toy-composition"} <= set(extractors.BUILT_IN)
+    for kind, target in extractors.BUILT_IN.items():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr, None)), (kind, target)
+
 
 class _FakeInceptionLayers(torch.nn.Module):
     def __init__(self):

@@ -17,7 +17,8 @@ from guidance_repro import cli
 from guidance_repro.data import samples as samples_io
 from guidance_repro.data.mjhq import MJHQ
 from guidance_repro.metrics import clip_score as cs
-from guidance_repro.metrics.features import TorchExtractor, file_sha256, register_extractor
+from guidance_repro.metrics.extractors import register_extractor
+from guidance_repro.metrics.features import TorchExtractor, file_sha256
 
 KIND = "test-mjhq-conv"
 RES = 24

@@ -15,8 +15,9 @@ from PIL import Image
 from guidance_repro.errors import ReproError
 from guidance_repro.metrics import toy_composition as tc
 from guidance_repro.metrics import toy_evaluators as te
-from guidance_repro.metrics.features import available_extractors, get_extractor
+from guidance_repro.metrics.extractors import available_extractors, get_extractor
 from guidance_repro.metrics.inception_score import inception_score
+from guidance_repro.metrics.toy_conv_net import load_trained
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.loop import train
 
@@ -75,7 +76,7 @@ def test_classifier_learns_and_is_of_test_set_is_high(classifier, fmnist):
     assert accuracy > 0.82, accuracy
     assert 6.0 < is_mean <= 10.0 and splits == 2, is_mean
     # The extractor's logits are the model's own: recompute them independently.
-    model, _ = te.load_trained(classifier, te.CLASSIFIER_TASK, te.build_classifier, "k")
+    model, _ = load_trained(classifier, te.CLASSIFIER_TASK, te.build_classifier, "k")
     direct = te.classifier_predict(model, fmnist.test_images[:500])
     np.testing.assert_allclose(logits[:500], direct, rtol=1e-4, atol=1e-4)
 
@@ -93,7 +94,7 @@ def test_classifier_input_layouts(classifier, fmnist):
     ours = te.to_grey(torch.from_numpy(rgb).permute(0, 3, 1, 2).float())[:, 0].numpy()
     pil = np.stack([np.asarray(Image.fromarray(a).convert("L")) for a in rgb]).astype(np.float32)
     assert np.abs(ours - pil).max() <= 0.5 + 1e-3
-    model, _ = te.load_trained(classifier, te.CLASSIFIER_TASK, te.build_classifier, "k")
+    model, _ = load_trained(classifier, te.CLASSIFIER_TASK, te.build_classifier, "k")
     with torch.no_grad():
         expected = model.features(torch.from_numpy(ours)[:, None] / 255).numpy()
     np.testing.assert_allclose(ex.features(rgb), expected, rtol=1e-5, atol=1e-5)

@@ -24,7 +24,7 @@ def _options(pairs: list[str]) -> dict:
 
 
 def build_extractor(args: argparse.Namespace):
-    from guidance_repro.metrics.features import get_extractor
+    from guidance_repro.metrics.extractors import get_extractor
 
     extractor = get_extractor(args.evaluator, args.evaluator_checkpoint, args.device,
                               _options(args.evaluator_option))

@@ -1,4 +1,4 @@
-"""Feature extractors for the metrics, chosen by name from config.
+"""Feature extractors for the metrics: the interface, a clean-fid-style helper, Inception, DINOv2.
 
 An extractor is any object with
 
@@ -8,10 +8,9 @@ An extractor is any object with
 * optionally ``logits(images) -> float32 (N, K)`` (a classifier head, used for IS) and
   ``features_and_logits(images)`` (both in one pass); ``has_logits`` says whether it has a head.
 
-Kinds are registered with ``register_extractor(name, factory)``; a factory is called as
-``factory(checkpoint_path: Path, device: torch.device, **options)`` (options only where the config
-gives some) and returns an extractor. Built in: ``inception`` (clean-fid's TorchScript Inception-v3,
-option ``mode`` = ``clean`` | ``legacy_tensorflow``) and ``dinov2`` (FD_DINOv2 as in edm2).
+Kinds are chosen by name through metrics/extractors.py (``get_extractor``); the factories of two
+of them are here: ``inception`` (clean-fid's TorchScript Inception-v3, option ``mode`` = ``clean`` |
+``legacy_tensorflow``) and ``dinov2`` (FD_DINOv2 as in edm2).
 
 ``TorchExtractor`` is the helper most extractors should be: it wraps two clean-fid-style callables,
 ``feature_fn`` (float32 (B, 3, H, W) in [0, 255] -> (B, D), clean-fid's ``custom_feat_extractor``)
@@ -37,9 +36,6 @@ from tqdm import tqdm
 
 from guidance_repro.errors import ReproError
 
-Factory = Callable[..., "FeatureExtractor"]
-_REGISTRY: dict[str, Factory] = {}
-
 
 class FeatureExtractor(Protocol):
     name: str
@@ -49,42 +45,6 @@ class FeatureExtractor(Protocol):
     has_logits: bool
 
     def features(self, images: np.ndarray) -> np.ndarray: ...
-
-
-def register_extractor(name: str, factory: Factory) -> None:
-    """Make ``factory(checkpoint_path, device, **options) -> extractor`` available as ``name``."""
-    _REGISTRY[name] = factory
-
-
-def available_extractors() -> list[str]:
-    _load_plugins()
-    return sorted(_REGISTRY)
-
-
-def get_extractor(kind: str, checkpoint: str | os.PathLike | None, device: str | torch.device = "cpu",
-                  options: dict | None = None) -> FeatureExtractor:
-    """Build the extractor registered as ``kind`` from ``checkpoint``."""
-    _load_plugins()
-    if kind not in _REGISTRY:
-        raise ReproError(f"evaluation.evaluator: unknown evaluator {kind!r} "
-                         f"(registered: {', '.join(sorted(_REGISTRY))})")
-    path = Path(checkpoint) if checkpoint else None
-    try:
-        return _REGISTRY[kind](path, torch.device(device), **(options or {}))
-    except TypeError as exc:
-        if options and "unexpected keyword" in str(exc):
-            raise ReproError(f"evaluation.{kind}: unknown evaluator option(s) {sorted(options)}") from exc
-        raise
-
-
-def _load_plugins() -> None:
-    # The toy evaluators register themselves on import; they live in another module so that this
-    # registry does not depend on them. A missing module just means no toy kinds.
-    try:
-        import guidance_repro.metrics.toy_evaluators  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if exc.name != "guidance_repro.metrics.toy_evaluators":
-            raise
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -197,7 +157,7 @@ class TorchExtractor:
 INCEPTION_FILE = "inception-2015-12-05.pt"
 
 
-def _inception_factory(checkpoint: Path | None, device: torch.device,
+def inception_extractor(checkpoint: Path | None, device: torch.device,
                        mode: str = "clean") -> TorchExtractor:
     from cleanfid.inception_torchscript import InceptionV3W
     from cleanfid.resize import build_resizer
@@ -241,7 +201,7 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _dinov2_factory(checkpoint: Path | None, device: torch.device) -> TorchExtractor:
+def dinov2_extractor(checkpoint: Path | None, device: torch.device) -> TorchExtractor:
     key = "evaluation.dinov2.weights"
     if checkpoint is None or not checkpoint.is_file():
         raise ReproError(f"{key}: DINOv2 TorchScript file {checkpoint} not found (nothing is "
@@ -265,6 +225,3 @@ def _dinov2_factory(checkpoint: Path | None, device: torch.device) -> TorchExtra
     return TorchExtractor("dinov2", file_sha256(checkpoint), 224, feature_fn=feature_fn,
                           device=device)
 
-
-register_extractor("inception", _inception_factory)
-register_extractor("dinov2", _dinov2_factory)

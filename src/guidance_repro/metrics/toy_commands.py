@@ -26,7 +26,7 @@ from guidance_repro.io import write_json
 
 def classifier_quality(model: Path, data: Path, seed: int = 0) -> dict:
     from guidance_repro.data import fashion_mnist
-    from guidance_repro.metrics.features import get_extractor
+    from guidance_repro.metrics.extractors import get_extractor
     from guidance_repro.metrics.fid import fid_from_features
     from guidance_repro.metrics.inception_score import inception_score
 

@@ -26,8 +26,8 @@ from torch import nn
 
 from guidance_repro.errors import ReproError
 from guidance_repro.metrics.features import TorchExtractor, file_sha256
-from guidance_repro.metrics.toy_evaluators import (ConvFeatureNet, _check_params, _input, _model_params,
-                                                   _subset, load_trained)
+from guidance_repro.metrics.toy_conv_net import (ConvFeatureNet, check_params, load_trained, model_params,
+                                                 required_input, subset_size)
 
 COMPOSITION_TASK = "composition-evaluator"
 COMPOSITION_DEFAULTS = {"channels": [32, 64, 128], "hidden": 256, "dropout": 0.0}
@@ -123,15 +123,15 @@ def make_composition_task(params: dict, inputs: dict[str, Path]) -> CompositionT
     from guidance_repro.data import compositions
 
     key = COMPOSITION_TASK
-    _check_params(params, key, {"model", "subset", "split"})
+    check_params(params, key, {"model", "subset", "split"})
     split = params.get("split", "clip")
     if split == "train":
         raise ReproError(f"{key}.split: the evaluator must not train on the generators' train split")
-    path = _input(inputs, "data", key)
+    path = required_input(inputs, "data", key)
     data = compositions.load(path, split)
     meta = read_meta(path)
-    cfg = {**_model_params(params, key, COMPOSITION_DEFAULTS, meta["canvas"]), **meta}
-    n = _subset(params, key, len(data["images"]))
+    cfg = {**model_params(params, key, COMPOSITION_DEFAULTS, meta["canvas"]), **meta}
+    n = subset_size(params, key, len(data["images"]))
     targets = cell_targets({k: v[:n] for k, v in data.items() if k.startswith("item_")}, cfg["n_cells"])
     return CompositionTask(data["images"][:n], targets, cfg)
 

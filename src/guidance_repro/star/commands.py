@@ -142,7 +142,7 @@ def _scores(args: argparse.Namespace) -> None:
     from guidance_repro.data.fashion_mnist import CAPTION_NAMES
     from guidance_repro.io import write_json
     from guidance_repro.metrics.clip_score import clip_score, load_scorer
-    from guidance_repro.metrics.features import get_extractor
+    from guidance_repro.metrics.extractors import get_extractor
     from guidance_repro.star.text import first_item_class
     _threads(args.threads)
     pairs = paired_outputs(args.samples, args.out, "scores")
