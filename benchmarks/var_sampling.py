@@ -23,11 +23,11 @@ import torch
 
 from guidance_repro.guidance.cfg import Guidance
 from guidance_repro.io import write_json
-from guidance_repro.var.msvq import MSVQConfig, MSVQModel, load_msvq
-from guidance_repro.var.model import VAR, VARConfig, num_params
-from guidance_repro.var.tasks import load_var
 from guidance_repro.sampling import next_scale as ns
 from guidance_repro.sampling.bench_script import interleaved_times
+from guidance_repro.var.model import VAR, VARConfig, num_params
+from guidance_repro.var.msvq import MSVQConfig, MSVQModel, load_msvq
+from guidance_repro.var.tasks import load_var
 
 
 def timed(model, tok, n: int, batch: int, setups: dict[str, tuple[Guidance, bool]], repeats: int) -> dict:

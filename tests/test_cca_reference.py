@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from guidance_repro.errors import ReproError
-from guidance_repro.llamagen.cca_task import LlamaGenCCATask
-from guidance_repro.llamagen.cca_reference import record
 from guidance_repro.io import save_npz
+from guidance_repro.llamagen.cca_reference import record
+from guidance_repro.llamagen.cca_task import LlamaGenCCATask
 from guidance_repro.llamagen.model import load_gpt
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.loop import train

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from guidance_repro.llamagen import official as ck
 from guidance_repro.errors import ReproError
+from guidance_repro.llamagen import official as ck
 from guidance_repro.llamagen.model import GPT
 
 

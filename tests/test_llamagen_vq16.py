@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from guidance_repro.llamagen import official as ck
 from guidance_repro.errors import ReproError
+from guidance_repro.llamagen import official as ck
 from guidance_repro.llamagen.vq16 import VQ16, AttnBlock, VQ16Config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,12 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from guidance_repro.star.official import load_official_star, star_from_state
 from guidance_repro.cli import main
 from guidance_repro.errors import ReproError
-from guidance_repro.var.msvq import split_scales
 from guidance_repro.star.model import TextCond
+from guidance_repro.star.official import load_official_star, star_from_state
 from guidance_repro.star.official_model import OfficialSTAR, OfficialSTARConfig
+from guidance_repro.var.msvq import split_scales
 from guidance_repro.var.vqvae import PATCH_NUMS
 
 pytestmark = pytest.mark.usefixtures("one_thread")

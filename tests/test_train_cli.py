@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from guidance_repro.cli import main
+from guidance_repro.tasks import get_task
 from guidance_repro.train.checkpoint import load_model_file
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.loop import train
-from guidance_repro.tasks import get_task
 
 TESTS = Path(__file__).resolve().parent
 TASK = "train_toy_tasks:make_toy"

@@ -11,11 +11,11 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance import cca
+from guidance_repro.train.config import TrainConfig
+from guidance_repro.train.loop import train
 from guidance_repro.var import tasks as var_tasks
 from guidance_repro.var.msvq import MSVQTask, load_msvq
 from guidance_repro.var.tasks import VARCCATask, VARPretrainTask, cca_drop_path, load_var
-from guidance_repro.train.config import TrainConfig
-from guidance_repro.train.loop import train
 
 PN = [1, 2, 3, 5, 7]
 TOK = dict(channels=[8, 16, 16], codebook_size=16, code_dim=4, patch_nums=PN)

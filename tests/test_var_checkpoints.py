@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from guidance_repro.var.official import VAR_TENSORS, load_official_var, vae_quantizer_from_state, var_from_state
 from guidance_repro.errors import ReproError
 from guidance_repro.var.model import SIZES, VAR, VARConfig, block_causal_mask
+from guidance_repro.var.official import VAR_TENSORS, load_official_var, vae_quantizer_from_state, var_from_state
 
 # Documented parameter counts (model.parameters(): every buffer excluded).
 PARAMS = {16: 310_283_520, 20: 600_917_136, 24: 1_033_399_360, 30: 2_010_020_356}

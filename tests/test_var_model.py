@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cfg import Guidance
-from guidance_repro.var.msvq import MSVQConfig, MSVQModel, join_scales, phi_index, split_scales
-from guidance_repro.var.model import VAR, VARConfig, block_causal_mask
 from guidance_repro.sampling import next_scale as ns
+from guidance_repro.var.model import VAR, VARConfig, block_causal_mask
+from guidance_repro.var.msvq import MSVQConfig, MSVQModel, join_scales, phi_index, split_scales
 
 TOK = dict(channels=[8, 16, 16], codebook_size=32, code_dim=4, patch_nums=[1, 2, 3, 5, 7])
 VARC = dict(vocab_size=32, code_dim=4, patch_nums=[1, 2, 3, 5, 7], num_classes=5, depth=2,

@@ -113,8 +113,8 @@ def _sampling_models(args: argparse.Namespace):
     loaded strictly and moved to ``--device``."""
     import torch
 
-    from guidance_repro.llamagen.official import load_official_gpt, load_official_vq
     from guidance_repro.llamagen.model import load_gpt
+    from guidance_repro.llamagen.official import load_official_gpt, load_official_vq
     from guidance_repro.llamagen.tokenizer import load_vq
     if args.eval_size and not args.official_vq:
         raise ReproError("--eval-size: the bicubic resize of the paper protocol needs --official-vq")
@@ -143,9 +143,9 @@ def _benchmark(args: argparse.Namespace) -> None:
 
 
 def _check_official(args: argparse.Namespace) -> None:
-    from guidance_repro.llamagen.official import check_official_vq, load_official_gpt
     from guidance_repro.io import write_json
     from guidance_repro.llamagen.model import num_params
+    from guidance_repro.llamagen.official import check_official_vq, load_official_gpt
     report = {"gpt": {}, "vq": None, "image_size": args.image_size}
     for pair in args.gpt:
         size, sep, path = pair.partition("=")
@@ -164,9 +164,9 @@ def _check_official(args: argparse.Namespace) -> None:
 
 
 def _reference_logp(args: argparse.Namespace) -> None:
-    from guidance_repro.llamagen.cca_task import LlamaGenCCATask
-    from guidance_repro.llamagen.cca_reference import record
     from guidance_repro.io import save_npz
+    from guidance_repro.llamagen.cca_reference import record
+    from guidance_repro.llamagen.cca_task import LlamaGenCCATask
     from guidance_repro.train.commands import parse_inputs, parse_params
     from guidance_repro.train.config import TrainConfig
     params = parse_params(args.params)

@@ -57,9 +57,9 @@ def sample_prompts(model, tokenizer, text, captions, guidance, scfg, seed: int, 
     import torch
     from tqdm import tqdm
 
-    from guidance_repro.star.model import TextCond
     from guidance_repro.nn.toy_conv import tensor_to_images
     from guidance_repro.sampling import next_scale as ns
+    from guidance_repro.star.model import TextCond
     g = torch.Generator().manual_seed(seed)
     images = []
     with torch.no_grad():
@@ -80,10 +80,10 @@ def _sample(args: argparse.Namespace) -> None:
     from guidance_repro.data import compositions
     from guidance_repro.data import samples as samples_io
     from guidance_repro.guidance.cfg import Guidance
+    from guidance_repro.sampling.ar import SamplerConfig
     from guidance_repro.star.model import STAR, change_schedule
     from guidance_repro.star.tasks import load_star, tokenizer_at
     from guidance_repro.star.text import ToyTextEncoder, first_item_class
-    from guidance_repro.sampling.ar import SamplerConfig
     _threads(args.threads)
     model = load_star(args.model)
     if args.patch_nums:

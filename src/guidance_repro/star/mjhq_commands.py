@@ -75,8 +75,8 @@ def sample_mjhq(model, vae, text, entries, out_dir: Path, guidance, scfg, seed: 
     import torch
     from tqdm import tqdm
 
-    from guidance_repro.star.model import TextCond
     from guidance_repro.sampling import next_scale as ns
+    from guidance_repro.star.model import TextCond
     dev = next(model.parameters()).device
     todo = [e for e in entries if not image_path(out_dir, e).is_file()]
     L = model.cfg.seq_len
@@ -140,14 +140,14 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from guidance_repro.star.official import load_official_star
-    from guidance_repro.var.official import load_official_vqvae, official_vqvae_layout
     from guidance_repro.data.mjhq import read_meta
     from guidance_repro.guidance.cfg import Guidance
     from guidance_repro.io import write_json
     from guidance_repro.metrics.features import file_sha256
-    from guidance_repro.star.text import load_text_encoder
     from guidance_repro.sampling.ar import SamplerConfig
+    from guidance_repro.star.official import load_official_star
+    from guidance_repro.star.text import load_text_encoder
+    from guidance_repro.var.official import load_official_vqvae, official_vqvae_layout
     if args.threads > 0:
         import torch
         torch.set_num_threads(args.threads)

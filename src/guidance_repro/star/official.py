@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from guidance_repro.var.official import shape_of, var_depth
 from guidance_repro.errors import ReproError
 from guidance_repro.star.official_model import OfficialSTAR, OfficialSTARConfig
 from guidance_repro.train.checkpoint import load_model_file, load_state_strict
+from guidance_repro.var.official import shape_of, var_depth
 
 # Keys of the 1024 px mask sampler (enable_adaptive_norm) and of shared AdaLN: not built here.
 UNSUPPORTED = {"feat_extract_blocks.": "the 1024 px mask sampler (w_mask=True)",

@@ -43,9 +43,9 @@ def parse_params(text: str) -> dict:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from guidance_repro.tasks import get_task
     from guidance_repro.train.config import TrainConfig
     from guidance_repro.train.loop import train
-    from guidance_repro.tasks import get_task
 
     params = parse_params(args.params)
     cfg = TrainConfig.from_dict(params.pop("train", {}), key="train")

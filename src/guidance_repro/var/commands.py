@@ -62,9 +62,9 @@ def _sample(args: argparse.Namespace) -> None:
     import torch
 
     from guidance_repro.guidance.cfg import Guidance
+    from guidance_repro.sampling import next_scale as ns
     from guidance_repro.var.msvq import load_msvq
     from guidance_repro.var.tasks import load_var
-    from guidance_repro.sampling import next_scale as ns
     _threads(args.threads)
     model, tok = load_var(args.model), load_msvq(args.tokenizer)
     guidance = Guidance("cfg", args.cfg) if args.cfg != 0 else Guidance("none")
@@ -104,9 +104,9 @@ def _benchmark(args: argparse.Namespace) -> None:
 
 
 def _check_official(args: argparse.Namespace) -> None:
-    from guidance_repro.var.official import load_official_vae_quantizer, load_official_var
     from guidance_repro.io import write_json
     from guidance_repro.var.model import num_params
+    from guidance_repro.var.official import load_official_vae_quantizer, load_official_var
     report = {"var": {}, "vae": None}
     for pair in args.var:
         depth, sep, path = pair.partition("=")

@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 
 from guidance_repro.errors import ReproError
-from guidance_repro.var.msvq import MultiScaleQuantizer
-from guidance_repro.var.model import SIZES, VAR, VARConfig, block_causal_mask
-from guidance_repro.var.vqvae import PATCH_NUMS, VQVAE, VQVAEConfig
 from guidance_repro.train.checkpoint import load_model_file, load_state_strict
+from guidance_repro.var.model import SIZES, VAR, VARConfig, block_causal_mask
+from guidance_repro.var.msvq import MultiScaleQuantizer
+from guidance_repro.var.vqvae import PATCH_NUMS, VQVAE, VQVAEConfig
 
 VAR_TENSORS = {16: 220, 20: 272, 24: 324, 30: 402}   # 12 + 13·depth
 VAE_TENSORS = 324

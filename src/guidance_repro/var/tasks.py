@@ -17,8 +17,8 @@ from torch import nn
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cca import AlignmentParams, alignment_step, effective_beta
-from guidance_repro.var.msvq import load_msvq
 from guidance_repro.var.model import VAR, VARConfig, sequence_logp
+from guidance_repro.var.msvq import load_msvq
 
 
 def unwrap(model: nn.Module) -> nn.Module:
