@@ -17,7 +17,8 @@ import torch
 from guidance_repro.cli import main
 from guidance_repro.train.checkpoint import load_model_file
 from guidance_repro.train.config import TrainConfig
-from guidance_repro.train.loop import timing_path, train
+from guidance_repro.io import timing_path
+from guidance_repro.train.loop import train
 from guidance_repro.train.tasks import get_task
 
 TESTS = Path(__file__).resolve().parent

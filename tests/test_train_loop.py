@@ -14,7 +14,8 @@ from guidance_repro.errors import ReproError
 from guidance_repro.train.checkpoint import load_model_file, load_state_strict
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.ema import gamma_from_sigma_rel
-from guidance_repro.train.loop import DataOrder, timing_path, train
+from guidance_repro.io import timing_path
+from guidance_repro.train.loop import DataOrder, train
 from guidance_repro.train.tasks import get_task
 
 BASE = {"steps": 12, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 4, "log_every": 2}

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import atomic_path, write_json
+from guidance_repro.io import atomic_path, timing_path, write_json
 from guidance_repro.train.checkpoint import check_resume, load_model_file, load_state_strict, save_atomic
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.ema import EMA
@@ -169,11 +169,6 @@ def _cpu(state: dict) -> dict:
 def _write_log(path: Path, rows: list[dict]) -> None:
     with atomic_path(path, suffix=".jsonl.tmp") as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def timing_path(out: Path) -> Path:
-    """The side file of a model file with its wall-clock figures (not part of the model file)."""
-    return Path(out).parent / (Path(out).name + ".timing.json")
 
 
 def train(task: TrainTask, cfg: TrainConfig, out: Path, ckpt_dir: Path | None = None,
