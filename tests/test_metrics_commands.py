@@ -12,7 +12,7 @@ import torch
 
 from guidance_repro import cli
 from guidance_repro.errors import ReproError
-from guidance_repro.io import save_npz
+from guidance_repro.io import save_npz, timing_path
 from guidance_repro.metrics import extractors
 from guidance_repro.metrics.extractors import available_extractors, get_extractor, register_extractor
 from guidance_repro.metrics.features import TorchExtractor, file_sha256
@@ -50,7 +50,8 @@ def _samples(path: Path, n: int, size: int = 16, seed: int = 0, channels: int = 
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)
     save_npz(path, images=images, labels=np.full(n, -1, dtype=np.int64),
-             meta_json=np.array(json.dumps({"sampler": "test", "seed": seed})))
+             meta_json=np.array(json.dumps({"sampler": "test", "seed": seed, "seconds": 1.5,
+                                            "seconds_per_image": 1.5 / n})))
     return path
 
 
@@ -166,6 +167,9 @@ def test_evaluate_writes_metrics_and_protocol(setup):
     assert proto["pr_k"] == 3 and proto["is_splits"] == 1 and proto["is_split_size"] == 5000
     assert proto["fid_implementation"].startswith("clean-fid 0.1.35")
     assert proto["reference"] == str(ref) and proto["sampler"]["sampler"] == "test"
+    # the sampling job's wall-clock goes to the side file, so identical runs give identical metrics
+    assert "seconds" not in proto["sampler"] and "seconds_per_image" not in proto["sampler"]
+    assert json.loads(timing_path(out).read_text()) == {"seconds": 1.5, "seconds_per_image": 1.5 / 60}
 
 
 def test_evaluate_of_the_reference_images_has_fid_zero(setup):

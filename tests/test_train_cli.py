@@ -18,6 +18,7 @@ from guidance_repro.cli import main
 from guidance_repro.tasks import get_task
 from guidance_repro.train.checkpoint import load_model_file
 from guidance_repro.train.config import TrainConfig
+from guidance_repro.io import timing_path
 from guidance_repro.train.loop import train
 
 TESTS = Path(__file__).resolve().parent
@@ -78,7 +79,8 @@ def test_sigkill_and_rerun_is_bit_identical(tmp_path):
     ref = tmp_path / "ref" / "m.pt"
     fast = {**params, "sleep": 0.0}  # the sleep only paces the killed run; it changes no number
     a, b = _in_process(ref, fast), load_model_file(out)  # a: uninterrupted
-    assert b["summary"]["resumed_from_step"] >= killed_at > 0 == a["summary"]["resumed_from_step"]
+    timing = {name: json.loads(timing_path(path).read_text()) for name, path in (("a", ref), ("b", out))}
+    assert timing["b"]["resumed_from_step"] >= killed_at > 0 == timing["a"]["resumed_from_step"]
     for key in ("model", "model_raw"):
         assert a[key].keys() == b[key].keys()
         for k in a[key]:

@@ -15,6 +15,7 @@ from guidance_repro.tasks import get_task
 from guidance_repro.train.checkpoint import load_model_file, load_state_strict
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.ema import gamma_from_sigma_rel
+from guidance_repro.io import timing_path
 from guidance_repro.train.loop import DataOrder, train
 
 BASE = {"steps": 12, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 4, "log_every": 2}
@@ -102,6 +103,26 @@ def test_failed_run_resumes_bit_identical(tmp_path):
             assert torch.equal(ref[key][k], res[key][k]), (key, k)
     ref_log = (tmp_path / "ref" / "model.pt.log.jsonl").read_text()
     assert (out.parent / "model.pt.log.jsonl").read_text() == ref_log
+
+
+def test_identical_runs_give_byte_identical_model_files(tmp_path):
+    """Model files are hashed by metrics protocols and versioned by DVC: no wall-clock in them.
+    Two identical runs, and a failed-then-resumed run, give the same bytes as one uninterrupted run;
+    the timing (and the resume step) is in the side file."""
+    import hashlib
+
+    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    kw = {"ema": "exp", "ema_decay": 0.8}
+    _, _, a = _train(tmp_path, "a", {"dropout": 0.3, "sleep": 0.01}, **kw)
+    _, _, b = _train(tmp_path, "b", {"dropout": 0.3}, **kw)
+    with pytest.raises(RuntimeError, match="toy failure"):
+        _train(tmp_path, "c", {"dropout": 0.3, "fail_at_step": 6}, **kw)
+    _, summary, c = _train(tmp_path, "c", {"dropout": 0.3}, **kw)
+    assert digest(a) == digest(b) == digest(c)
+    timing = json.loads(timing_path(c).read_text())
+    assert timing["resumed_from_step"] == summary["resumed_from_step"] == 4 and timing["seconds"] > 0
+    assert json.loads(timing_path(a).read_text())["resumed_from_step"] == 0
+    assert "seconds" not in load_model_file(a)["summary"]
 
 
 def test_resume_with_other_config_is_refused(tmp_path):

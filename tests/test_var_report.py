@@ -8,15 +8,17 @@ import json
 import pytest
 
 from guidance_repro.cli import main
+from guidance_repro.io import timing_path
 from guidance_repro.report import cca_figures as cf
 
 
 def _metrics(path, family, model, method, fid, is_mean, cfg=0.0, beta="", lam="", spi=0.01):
-    sampler = {"family": family, "model": model, "method": method, "cfg": cfg, "seconds_per_image": spi}
+    sampler = {"family": family, "model": model, "method": method, "cfg": cfg}
     if beta != "":
         sampler.update(beta=beta, lam=lam)
     path.write_text(json.dumps({"fid": fid, "is_mean": is_mean, "is_std": 0.1, "precision": 0.7,
                                 "recall": 0.5, "protocol": {"num_samples": 100, "sampler": sampler}}))
+    timing_path(path).write_text(json.dumps({"seconds_per_image": spi}))  # as `evaluate` writes it
     return str(path)
 
 
@@ -38,6 +40,8 @@ def table(tmp_path):
 
 def test_table_has_the_shared_columns_and_every_point(table):
     rows = list(csv.DictReader(open(table)))
+    # the sampling cost comes from each metrics file's timing side file
+    assert {r["method"]: float(r["seconds_per_image"]) for r in rows}["cfg"] == 0.02
     assert list(rows[0]) == cf.COLUMNS
     assert len(rows) == 8 and {r["family"] for r in rows} == {"var", "llamagen"}
     assert [r["method"] for r in rows if r["family"] == "var"][0] == "pretrained"

@@ -57,6 +57,35 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+# Wall-clock figures (the sampling cost the matrix reports, training time) live in a side file
+# beside the artifact they describe, never inside it: metrics and model files are hashed and
+# versioned by DVC, so two identical computations must give byte-identical artifacts.
+TIMING_KEYS = ("seconds", "seconds_per_image")
+
+
+def timing_path(path: str | os.PathLike) -> Path:
+    """The side file ``<artifact>.timing.json`` holding an artifact's wall-clock figures."""
+    path = Path(path)
+    return path.parent / (path.name + ".timing.json")
+
+
+def split_timing(meta: dict) -> tuple[dict, dict]:
+    """``meta`` without its wall-clock keys (TIMING_KEYS), and those keys."""
+    return ({k: v for k, v in meta.items() if k not in TIMING_KEYS},
+            {k: v for k, v in meta.items() if k in TIMING_KEYS})
+
+
+def read_timing(path: str | os.PathLike) -> dict:
+    """The timing side file of ``path``; {} where there is none (an artifact made elsewhere)."""
+    side = timing_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        return json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReproError(f"{side}: not a readable timing JSON ({exc})") from None
+
+
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Save arrays to ``path`` (.npz, uncompressed), atomically."""
     # np.savez appends ".npz" to names that lack it, so the temporary name must end in .npz.

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import read_json
+from guidance_repro.io import read_json, read_timing
 
 # guide name -> (row label of the paper's Table 1 layout, what is reduced)
 ABLATION_ROWS = {
@@ -20,6 +20,10 @@ ABLATION_ROWS = {
     "shorter": "− reduce training only (same size, shorter)",
     "smaller": "− reduce capacity only (smaller, same length)",
 }
+
+
+def _per_image(seconds, n):
+    return seconds / n if seconds and n else None
 
 
 def collect(paths: list[str]) -> pd.DataFrame:
@@ -34,7 +38,7 @@ def collect(paths: list[str]) -> pd.DataFrame:
                      "fid": r.get("fid"), "precision": r.get("precision"), "recall": r.get("recall"),
                      "num_samples": n, "metrics_file": str(p),
                      # measured by the sampling job (samples meta): the matrix's sampling cost
-                     "seconds_per_image": meta["seconds"] / n if meta.get("seconds") and n else None})
+                     "seconds_per_image": _per_image(read_timing(p).get("seconds"), n)})
     df = pd.DataFrame(rows)
     return df.sort_values(["method", "guide", "w"]).reset_index(drop=True)
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import paired_outputs, save_npz, write_json
+from guidance_repro.io import paired_outputs, save_npz, split_timing, timing_path, write_json
 from guidance_repro.metrics.inception_score import ADM_SPLIT_SIZE
 
 # torch / clean-fid are imported inside the commands: building the CLI parser stays fast.
@@ -67,17 +67,21 @@ def _evaluate(args: argparse.Namespace) -> None:
     metrics = ev.parse_metrics(args.metrics)
     ref = ev.load_reference(args.reference)
     extractor = build_extractor(args)
-    results = []
+    results, timings = [], []
     for path, _ in pairs:
         data = ev.load_images(path)
         ev.check_compatible(str(path), data["images"], ref, str(args.reference), extractor)
         images = ev.select_samples(data["images"], args.num, args.seed, str(path))
+        sampler_meta, timing = split_timing(data["meta"])
         results.append(ev.evaluate(images, ref, extractor, metrics, seed=args.seed,
                                    is_split_size=args.is_split_size, pr_k=args.pr_k,
                                    device=args.device, samples_path=str(path),
-                                   ref_path=str(args.reference), sampler_meta=data["meta"]))
-    for (path, out), result in zip(pairs, results):
+                                   ref_path=str(args.reference), sampler_meta=sampler_meta))
+        timings.append(timing)
+    for (path, out), result, timing in zip(pairs, results, timings):
         write_json(out, result)
+        if timing:  # the sampling job's cost, read by the tables beside this metrics file
+            write_json(timing_path(out), timing)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if k != "protocol")
         print(f"[evaluate] {path}: {shown} -> {out}")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import write_json
+from guidance_repro.io import timing_path, write_json
 
 
 def classifier_quality(model: Path, data: Path, seed: int = 0) -> dict:
@@ -72,8 +72,9 @@ def _quality(args: argparse.Namespace) -> None:
         result = composition_quality(model, data)
     else:
         result = judge_quality(model, data)
-    result.update(model=str(model), data=str(data), seconds=time.perf_counter() - t0)
-    write_json(args.out, result)
+    result.update(model=str(model), data=str(data))
+    write_json(args.out, result)  # no wall-clock inside: identical runs give identical files
+    write_json(timing_path(args.out), {"seconds": time.perf_counter() - t0})
     print(f"[evaluator-quality {args.kind}] -> {args.out}")
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import atomic_path
+from guidance_repro.io import atomic_path, read_timing
 
 COLUMNS = ["family", "model", "method", "cfg", "beta", "lam", "fid", "is_mean", "is_std",
            "precision", "recall", "num_samples", "seconds_per_image"]
@@ -56,7 +56,7 @@ def row_from_metrics(path: str | Path) -> dict:
             "fid": _num(m.get("fid")), "is_mean": _num(m.get("is_mean")), "is_std": _num(m.get("is_std")),
             "precision": _num(m.get("precision")), "recall": _num(m.get("recall")),
             "num_samples": int(m["protocol"].get("num_samples", 0)),
-            "seconds_per_image": _num(s.get("seconds_per_image"))}
+            "seconds_per_image": _num(read_timing(path).get("seconds_per_image"))}
 
 
 def write_table(rows: list[dict], path: str | Path) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from guidance_repro.data.fashion_mnist import CAPTION_NAMES
 from guidance_repro.errors import ReproError
-from guidance_repro.io import atomic_path
+from guidance_repro.io import atomic_path, read_timing
 
 COLUMNS = ["point", "pos", "steps", "method", "cfg", "beta", "lam", "fid", "precision", "recall",
            "clip_score", "category_fid_mean", "num_samples", "seconds_per_image"]
@@ -48,7 +48,7 @@ def build_table(metrics: list[str], scores: list[str]) -> list[dict]:
                "beta": meta.get("beta", ""), "lam": meta.get("lam", ""), "fid": mj.get("fid"),
                "precision": mj.get("precision", ""), "recall": mj.get("recall", ""),
                "clip_score": sj["clip_score"], "category_fid_mean": sj["category_fid_mean"],
-               "num_samples": mj["protocol"]["num_samples"], "seconds_per_image": meta.get("seconds_per_image", "")}
+               "num_samples": mj["protocol"]["num_samples"], "seconds_per_image": read_timing(m).get("seconds_per_image", "")}
         row.update({f"fid_{k}": "" if v["fid"] is None else v["fid"] for k, v in sj["category_fid"].items()})
         rows.append(row)
     return rows

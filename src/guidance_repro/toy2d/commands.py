@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import atomic_path, save_npz, write_json
+from guidance_repro.io import atomic_path, save_npz, timing_path, write_json
 
 
 def _json_arg(text: str, flag: str) -> dict:
@@ -71,12 +71,12 @@ def _figure(args: argparse.Namespace) -> None:
                            "threshold_samples": args.threshold_samples,
                            "coverage_min_count": args.coverage_min_count, "class": "A",
                            "models": {"main": str(args.main), "autoguide": str(args.autoguide),
-                                      "uncond": str(args.uncond)}},
-              "seconds": time.perf_counter() - t0}
+                                      "uncond": str(args.uncond)}}}
     panels.figure(samples, metrics, weights, args.out_figure, args.tree_seed)
     save_npz(args.out_samples, **{k: v.astype(np.float32) for k, v in samples.items()})
     write_claims_csv(args.out_claims, csv_rows)
     write_json(args.out_metrics, result)
+    write_json(timing_path(args.out_metrics), {"seconds": time.perf_counter() - t0})
     for k, m in metrics.items():
         print(f"[toy2d] {k:14s} outliers {m['outlier_share']:.4f}  log p {m['mean_log_likelihood']:.3f}"
               f"  branches {m['branches_covered']}/127")

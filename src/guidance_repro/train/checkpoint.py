@@ -17,9 +17,13 @@ from guidance_repro.io import atomic_path
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` under a temporary name, then an atomic rename."""
+    """``torch.save`` under a temporary name, then an atomic rename.
+
+    Saved through a file object: given a path, torch names the archive's root folder after the
+    (random) temporary file name, so identical objects would give different bytes."""
     with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
 
 
 def load_model_file(path: str | os.PathLike) -> dict:

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import atomic_path
+from guidance_repro.io import atomic_path, timing_path, write_json
 from guidance_repro.train.checkpoint import check_resume, load_model_file, load_state_strict, save_atomic
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.ema import EMA
@@ -176,8 +176,9 @@ def train(task: TrainTask, cfg: TrainConfig, out: Path, ckpt_dir: Path | None = 
     """Train ``task`` for ``cfg.steps`` optimizer steps and write ``out`` (see module docstring).
 
     ``out`` holds {'model' (EMA weights when EMA is on), 'model_raw' (only with EMA), 'model_config',
-    'task', 'train_config', 'summary'}; ``out.name + '.log.jsonl'`` beside it holds the log rows.
-    Returns the summary: steps, seconds, final_loss, examples_per_s, world_size.
+    'task', 'train_config', 'summary' (steps, final_loss, world_size)}; ``out.name + '.log.jsonl'``
+    beside it holds the log rows and ``timing_path(out)`` the wall-clock figures.
+    Returns steps, final_loss, world_size, seconds, examples_per_s and resumed_from_step.
     """
     out = Path(out)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else out.parent / (out.name + ".ckpt")
@@ -292,18 +293,23 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
             checkpoint(done, seconds_before + time.perf_counter() - t0)
     bar.close()
     seconds = time.perf_counter() - t0
-    summary = {"steps": cfg.steps, "seconds": seconds_before + seconds, "final_loss": last_loss,
-               "examples_per_s": (cfg.steps - start) * B / seconds if cfg.steps > start and seconds > 0
-               else None, "world_size": world, "resumed_from_step": start}
+    # The model file keeps only what the computation determines: metrics protocols hash model files
+    # and DVC versions them, so two identical runs (or a resumed and an uninterrupted one) must give
+    # the same bytes. Wall-clock figures and the resume step go to the side file timing_path(out).
+    stored = {"steps": cfg.steps, "final_loss": last_loss, "world_size": world}
+    timing = {"seconds": seconds_before + seconds, "resumed_from_step": start,
+              "examples_per_s": (cfg.steps - start) * B / seconds if cfg.steps > start and seconds > 0
+              else None}
     if rank == 0:
         result = {"model": ema.model_state(raw) if ema else _cpu(raw.state_dict()),
                   "model_config": model_config, "task": task.name, "train_config": train_config,
-                  "summary": summary}
+                  "summary": stored}
         if ema is not None:
             result["model_raw"] = _cpu(raw.state_dict())
         save_atomic(result, out)
+        write_json(timing_path(out), {**stored, **timing})
         _write_log(log_path, rows)
         shutil.rmtree(ckpt_path.parent, ignore_errors=True)
     if world > 1:
         dist.barrier()
-    return summary
+    return {**stored, **timing}
