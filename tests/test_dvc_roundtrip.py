@@ -16,7 +16,7 @@ import pytest
 
 from conftest import PYTHON, ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dag]
 TARGET = "data_all"
 
 

@@ -12,6 +12,7 @@ import yaml
 
 from conftest import PYTHON, ROOT, run_snakemake
 
+pytestmark = pytest.mark.dag
 SMOKE_CONFIG = ROOT / ".test" / "config" / "config.yaml"
 
 
