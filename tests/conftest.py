@@ -4,6 +4,7 @@ Fashion-MNIST files (the Debian package), which the data tests and the smoke DAG
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,18 @@ def run_snakemake(workdir: Path | None, *args: str) -> subprocess.CompletedProce
         cmd += ["--directory", str(workdir)]
     env = dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}")
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+def copy_worktree(dst: Path) -> None:
+    """The project's files as a fresh clone would have them (tracked + untracked, not ignored):
+    none of the checkout's results/, .snakemake/ or DVC cache."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file() or src.is_symlink():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel, follow_symlinks=False)
 
 
 def require_fashion_mnist() -> Path:
