@@ -3,8 +3,8 @@ a finished run.
 
 A copy of the repository (its git files, so the real checkout is never touched) is made to look like
 a clone after `make reproduce`: every output of the default config present and up to date (created
-empty, then `snakemake --touch --forceall`), a Snakemake lock left in .snakemake/locks, a DVC cache, and the DVC
-remote beside the clone. The suite's fast `dag` tests then run in that copy as a user runs them there
+empty, then `snakemake --touch --forceall`), a Snakemake lock left in .snakemake/locks, a DVC cache,
+and the DVC remote beside the clone. The suite's fast `dag` tests then run in that copy as a user runs them there
 (pytest with the copy as rootdir). They must pass and leave the copy and the remote as they were:
 every file with the same name, size, content and mtime, and no file or folder added or removed.
 """
