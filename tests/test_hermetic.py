@@ -7,6 +7,7 @@ empty, then `snakemake --touch --forceall`), a Snakemake lock left in .snakemake
 and the DVC remote beside the clone. The suite's fast `dag` tests then run in that copy as a user runs them there
 (pytest with the copy as rootdir). They must pass and leave the copy and the remote as they were:
 every file with the same name, size, content and mtime, and no file or folder added or removed.
+And `run_snakemake` refuses a working directory inside the checkout.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, copy_worktree, venv_env
-
-pytestmark = pytest.mark.slow
+from conftest import PYTHON, ROOT, copy_worktree, run_snakemake, venv_env
 
 # Written wherever Python or pytest runs (bytecode, pytest's cache, pytest-benchmark's empty storage
 # folder), whichever tests run: not what this check is about.
@@ -122,6 +121,7 @@ def fast_dag_tests(checkout: Path, env: dict[str, str]) -> list[str]:
     return list(first_case.values())
 
 
+@pytest.mark.slow
 def test_dag_tests_pass_and_touch_nothing_in_a_checkout_after_make_reproduce(tmp_path, fmnist_dir):
     start = time.time()
     checkout = tmp_path / "checkout"
@@ -156,3 +156,9 @@ def test_dag_tests_pass_and_touch_nothing_in_a_checkout_after_make_reproduce(tmp
     if not passed:
         problems.append("the DAG tests did not all pass in the copy:\n" + (inner.stdout + inner.stderr)[-6000:])
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("inside", [".", ".test", "results"])
+def test_run_snakemake_refuses_the_checkout(inside):
+    with pytest.raises(ValueError, match="is inside the checkout"):
+        run_snakemake(ROOT / inside, "-n")
