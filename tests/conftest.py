@@ -4,6 +4,7 @@ Fashion-MNIST files (the Debian package), which the data tests and the smoke DAG
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,42 @@ FMNIST_DIR = Path(os.environ.get("GUIDANCE_REPRO_FMNIST_DIR", "/usr/share/datase
 PYTHON = sys.executable
 
 
-def run_snakemake(workdir: Path | None, *args: str) -> subprocess.CompletedProcess:
-    """`snakemake -c1 ARGS` on the project's Snakefile (in `workdir` when given), captured."""
-    cmd = [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "1", *args]
-    if workdir is not None:
-        cmd += ["--directory", str(workdir)]
-    env = dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+def venv_env() -> dict[str, str]:
+    """This environment with the running Python's bin/ first on PATH (for snakemake's jobs)."""
+    return dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`snakemake -c1 ARGS` on the project's Snakefile in the test's own `workdir`, captured.
+
+    Never the checkout: its results/ and .snakemake/ hold the user's runs, which a test must
+    neither plan against (after `make reproduce` there is nothing to do) nor write to."""
+    workdir = Path(workdir).resolve()
+    if workdir.is_relative_to(ROOT):
+        raise ValueError(f"run_snakemake: {workdir} is inside the checkout {ROOT}; "
+                         "give the test its own folder (tmp_path)")
+    cmd = [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", "1", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=venv_env())
+
+
+def workdir_with_project_config(workdir: Path) -> Path:
+    """`workdir` holding a copy of the checkout's config/ (the default config, the paper ones), so
+    the default config is planned there as in a fresh clone, whatever the checkout's results/ hold."""
+    shutil.copytree(ROOT / "config", workdir / "config")
+    return workdir
+
+
+def copy_worktree(dst: Path) -> None:
+    """The project's files as a fresh clone would have them (tracked + untracked, not ignored):
+    none of the checkout's results/, .snakemake/ or DVC cache."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file() or src.is_symlink():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel, follow_symlinks=False)
 
 
 def require_fashion_mnist() -> Path:

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import PYTHON, ROOT, run_snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dag]
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,14 @@ same for every artifact under results/.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, copy_worktree
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dag]
 TARGET = "data_all"
 
 
@@ -26,17 +25,6 @@ def _run(args, cwd, env):
     return proc.stdout + proc.stderr
 
 
-def _copy_worktree(dst: Path) -> None:
-    """The project's files as a fresh clone would have them (tracked + untracked, not ignored)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file() or src.is_symlink():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel, follow_symlinks=False)
-
-
 def test_dvc_repro_push_pull_then_nothing_to_do(tmp_path, fmnist_dir):
     env = dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}",
                GUIDANCE_REPRO_TARGETS=TARGET, GUIDANCE_REPRO_CORES="1",
@@ -44,7 +32,7 @@ def test_dvc_repro_push_pull_then_nothing_to_do(tmp_path, fmnist_dir):
                GIT_COMMITTER_EMAIL="t@t")
     origin, clone, remote = tmp_path / "origin", tmp_path / "clone", tmp_path / "remote"
     origin.mkdir()
-    _copy_worktree(origin)
+    copy_worktree(origin)
     dvc = [PYTHON, "-m", "dvc"]
     smk = [PYTHON, "-m", "snakemake", "--cores", "1"]
     _run(["git", "init", "-q"], origin, env)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import PYTHON, ROOT, run_snakemake
+from conftest import PYTHON, ROOT, run_snakemake, workdir_with_project_config
 from guidance_repro.cli import main
 from guidance_repro.data import samples as samples_io
 from guidance_repro.io import save_npz
@@ -155,6 +155,7 @@ def _workdir_with(tmp_path: Path, edit) -> Path:
     return tmp_path
 
 
+@pytest.mark.dag
 @pytest.mark.parametrize("edit, expected", [
     (lambda c: c["cca"].update(betas=[49, -1.0]), "config key cca_llamagen.cca.betas.1:"),
     (lambda c: c["cca"].update(lams=[-3]), "config key cca_llamagen.cca.lams.0:"),
@@ -170,14 +171,17 @@ def test_bad_cca_llamagen_config_stops_the_run_naming_the_key(tmp_path, edit, ex
     assert not (tmp_path / "results").exists()
 
 
-def test_paper_config_without_the_official_files_stops_naming_the_key():
-    proc = _snakemake(None, "-n", "--configfile", str(ROOT / "config" / "paper" / "cca-llamagen.yaml"))
+@pytest.mark.dag
+def test_paper_config_without_the_official_files_stops_naming_the_key(tmp_path):
+    proc = _snakemake(workdir_with_project_config(tmp_path), "-n",
+                      "--configfile", str(ROOT / "config" / "paper" / "cca-llamagen.yaml"))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "config key cca_llamagen.paper.gpt_checkpoints.B: file /data/llamagen/c2i_B_384.pt not found" in out, out
     assert "Traceback (most recent call last)" not in out
 
 
+@pytest.mark.dag
 def test_paper_config_names_an_unset_path_key(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "paper" / "cca-llamagen.yaml").read_text())
     cfg["cca_llamagen"]["paper"]["gpt_checkpoints"] = {"B": str(tmp_path / "b.pt")}

@@ -3,15 +3,15 @@ the default config's dry run lists the data rules, and the workflow lints and fo
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import PYTHON, ROOT, run_snakemake
+from conftest import PYTHON, ROOT, run_snakemake, venv_env, workdir_with_project_config
 
+pytestmark = pytest.mark.dag
 SMOKE_CONFIG = ROOT / ".test" / "config" / "config.yaml"
 
 
@@ -59,8 +59,8 @@ def test_missing_dataset_stops_the_run_naming_the_key(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_default_config_dry_run_lists_the_data_rules():
-    proc = _snakemake(None, "-n")
+def test_default_config_dry_run_lists_the_data_rules(tmp_path):
+    proc = _snakemake(workdir_with_project_config(tmp_path), "-n")
     assert proc.returncode == 0, proc.stderr
     assert "fashion_mnist" in proc.stdout
 
@@ -81,10 +81,11 @@ def test_workflow_is_snakefmt_formatted():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_lint_is_clean_except_the_per_rule_environment_finding():
-    proc = subprocess.run([PYTHON, str(ROOT / "tools" / "lint_workflow.py")], cwd=ROOT,
-                          capture_output=True, text=True,
-                          env=dict(os.environ, PATH=f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}"))
+def test_lint_is_clean_except_the_per_rule_environment_finding(tmp_path):
+    # In a folder of its own: `snakemake --lint` writes its log under the working directory's .snakemake/.
+    workdir = workdir_with_project_config(tmp_path)
+    proc = subprocess.run([PYTHON, str(ROOT / "tools" / "lint_workflow.py"), "--snakefile", str(ROOT / "Snakefile"),
+                           "--directory", str(workdir)], cwd=workdir, capture_output=True, text=True, env=venv_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
