@@ -160,7 +160,7 @@ def _workdir_with(tmp_path: Path, edit) -> Path:
     (lambda c: c["cca"].update(betas=[49, -1.0]), "config key cca_llamagen.cca.betas.1:"),
     (lambda c: c["cca"].update(lams=[-3]), "config key cca_llamagen.cca.lams.0:"),
     (lambda c: c["sampling"].update(method="beam"), "config key cca_llamagen.sampling.method:"),
-    (lambda c: c["cca"].update(method="cca"), "config key cca_llamagen.cca:"),  # unknown key
+    (lambda c: c["cca"].update(method="cca"), "config key cca_llamagen.cca.method: unknown key"),
     (lambda c: c["models"][0].update(vocab_size=999),
      "config key cca_llamagen.models.S.vocab_size: 999 must equal"),
 ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,9 +40,10 @@ def _cmd(out: Path, params: dict, launcher: list[str] | None = None) -> list[str
                        "--no-progress"]
 
 
-def _run(cmd: list[str]) -> None:
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def _in_process(out: Path, params: dict) -> dict:
@@ -75,7 +77,9 @@ def test_sigkill_and_rerun_is_bit_identical(tmp_path):
     killed_at = load_model_file(ckpt)["step"]
     assert 10 <= killed_at < 60 and not out.exists()
 
-    _run(_cmd(out, params))  # the same command again: resumes
+    rerun = _run(_cmd(out, params))  # the same command again: resumes, and says so in the log
+    assert "[train toy-regression] resuming from step " in rerun.stderr
+    assert f" of 60 ({ckpt})\n" in rerun.stderr
     ref = tmp_path / "ref" / "m.pt"
     fast = {**params, "sleep": 0.0}  # the sleep only paces the killed run; it changes no number
     a, b = _in_process(ref, fast), load_model_file(out)  # a: uninterrupted
@@ -124,3 +128,35 @@ def test_cli_errors_exit_2(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert err.startswith(msg) and err.count("\n") == 1, err
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.usefixtures("one_thread")  # as _in_process's reference run
+def test_cli_resumes_past_a_truncated_checkpoint(tmp_path, capsys, monkeypatch):
+    """`train` on a checkpoint folder whose last.pt was cut short (0 bytes, a third): the command
+    says so, resumes from previous.pt and ends with the uninterrupted run's weights."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    params = {"dropout": 0.3, "train": {"steps": 12, "batch_size": 8, "lr": 1e-2,
+                                        "checkpoint_every": 4, "ema": "exp", "ema_decay": 0.8}}
+    ref = _in_process(tmp_path / "ref.pt", params)
+    _in_process_fails_at(tmp_path / "killed" / "m.pt", params, step=10)
+    killed = tmp_path / "killed" / "m.pt.ckpt"
+    whole = (killed / "last.pt").read_bytes()
+    for length in (0, len(whole) // 3):
+        out = tmp_path / f"cut{length}" / "m.pt"
+        ckpt = out.parent / "m.pt.ckpt"
+        shutil.copytree(killed, ckpt)
+        (ckpt / "last.pt").write_bytes(whole[:length])
+        assert main(["train", "--task", TASK, "--params", json.dumps(params), "--out", str(out),
+                     "--no-progress"]) == 0
+        err = capsys.readouterr().err
+        assert f"cannot resume from {ckpt / 'last.pt'}: not a readable plain-data torch file" in err
+        assert f"resuming from step 4 of 12 ({ckpt / 'previous.pt'})" in err
+        res = load_model_file(out)
+        for key in ("model", "model_raw"):
+            for k in ref[key]:
+                assert torch.equal(ref[key][k], res[key][k]), (length, key, k)
+
+
+def _in_process_fails_at(out: Path, params: dict, step: int) -> None:
+    with pytest.raises(RuntimeError, match="toy failure"):
+        _in_process(out, {**params, "fail_at_step": step})

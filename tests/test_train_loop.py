@@ -21,12 +21,25 @@ from guidance_repro.train.loop import DataOrder, train
 BASE = {"steps": 12, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 4, "log_every": 2}
 
 
-def _train(tmp_path, name, params=None, task=None, **train_kw):
+def _train(tmp_path, name, params=None, task=None, progress=False, **train_kw):
     cfg = TrainConfig.from_dict({**BASE, **train_kw})
     task = task or make_toy(params or {}, {})
     out = tmp_path / name / "model.pt"
-    summary = train(task, cfg, out, progress=False)
+    summary = train(task, cfg, out, progress=progress)
     return load_model_file(out), summary, out
+
+
+def _assert_same_run(ref_dir, out, ref, res):
+    """Same weights (EMA and raw) and the same log as the uninterrupted run in ``ref_dir``."""
+    for key in ("model", "model_raw"):
+        for k in ref[key]:
+            assert torch.equal(ref[key][k], res[key][k]), (key, k)
+    ref_log = (ref_dir / "model.pt.log.jsonl").read_text()
+    assert (out.parent / "model.pt.log.jsonl").read_text() == ref_log
+
+
+def _cut_in_half(path):
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
 
 
 def test_output_file_and_log(tmp_path):
@@ -90,19 +103,71 @@ def test_data_order_independent_of_layout():
     np.testing.assert_array_equal(order.take(7, 16), stream[7:23])  # crosses epochs seamlessly
 
 
-def test_failed_run_resumes_bit_identical(tmp_path):
+@pytest.mark.parametrize("progress", [False, True])
+def test_failed_run_resumes_bit_identical(tmp_path, capsys, progress):
     ref, _, _ = _train(tmp_path, "ref", {"dropout": 0.3}, ema="exp", ema_decay=0.8)
     with pytest.raises(RuntimeError, match="toy failure"):
         _train(tmp_path, "run", {"dropout": 0.3, "fail_at_step": 6}, ema="exp", ema_decay=0.8)
     ckpt = tmp_path / "run" / "model.pt.ckpt" / "last.pt"
     assert load_model_file(ckpt)["step"] == 4 and not (tmp_path / "run" / "model.pt").exists()
-    res, summary, out = _train(tmp_path, "run", {"dropout": 0.3}, ema="exp", ema_decay=0.8)
+    assert "resuming" not in capsys.readouterr().err  # the first run started from scratch
+    res, summary, out = _train(tmp_path, "run", {"dropout": 0.3}, progress=progress, ema="exp",
+                               ema_decay=0.8)
     assert summary["resumed_from_step"] == 4
-    for key in ("model", "model_raw"):
-        for k in ref[key]:
-            assert torch.equal(ref[key][k], res[key][k]), (key, k)
-    ref_log = (tmp_path / "ref" / "model.pt.log.jsonl").read_text()
-    assert (out.parent / "model.pt.log.jsonl").read_text() == ref_log
+    # One line in the job's log, whether or not a progress bar is drawn (Snakemake jobs run with
+    # --no-progress: the bar's starting count was the only sign of a resume).
+    err = capsys.readouterr().err
+    assert f"[train toy-regression] resuming from step 4 of 12 ({ckpt})\n" in err
+    _assert_same_run(tmp_path / "ref", out, ref, res)
+
+
+def _fail_after_two_checkpoints(tmp_path, name="run"):
+    """A run killed at step 10 of 12: last.pt holds step 8, previous.pt step 4."""
+    with pytest.raises(RuntimeError, match="toy failure"):
+        _train(tmp_path, name, {"dropout": 0.3, "fail_at_step": 10}, ema="exp", ema_decay=0.8)
+    ckpt_dir = tmp_path / name / "model.pt.ckpt"
+    assert load_model_file(ckpt_dir / "last.pt")["step"] == 8
+    assert load_model_file(ckpt_dir / "previous.pt")["step"] == 4
+    return ckpt_dir
+
+
+def test_truncated_last_checkpoint_resumes_from_the_previous_one(tmp_path, capsys):
+    ref, _, _ = _train(tmp_path, "ref", {"dropout": 0.3}, ema="exp", ema_decay=0.8)
+    ckpt_dir = _fail_after_two_checkpoints(tmp_path)
+    last, previous = ckpt_dir / "last.pt", ckpt_dir / "previous.pt"
+    _cut_in_half(last)
+    capsys.readouterr()
+    # Killed again after the first checkpoint of the resumed run (step 8): the unreadable last.pt
+    # is overwritten, never rotated into previous.pt, which still holds the good step 4.
+    with pytest.raises(RuntimeError, match="toy failure"):
+        _train(tmp_path, "run", {"dropout": 0.3, "fail_at_step": 10}, ema="exp", ema_decay=0.8)
+    err = capsys.readouterr().err
+    assert f"cannot resume from {last}: not a readable plain-data torch file (" in err
+    assert f"; trying {previous}\n" in err
+    assert f"resuming from step 4 of 12 ({previous})\n" in err
+    assert load_model_file(last)["step"] == 8 and load_model_file(previous)["step"] == 4
+    res, summary, out = _train(tmp_path, "run", {"dropout": 0.3}, ema="exp", ema_decay=0.8)
+    assert summary["resumed_from_step"] == 8
+    _assert_same_run(tmp_path / "ref", out, ref, res)
+    assert not ckpt_dir.exists()
+
+
+@pytest.mark.parametrize("missing_previous", [False, True])
+def test_no_readable_checkpoint_restarts_from_scratch(tmp_path, capsys, missing_previous):
+    ref, _, _ = _train(tmp_path, "ref", {"dropout": 0.3}, ema="exp", ema_decay=0.8)
+    ckpt_dir = _fail_after_two_checkpoints(tmp_path)
+    _cut_in_half(ckpt_dir / "last.pt")
+    if missing_previous:
+        (ckpt_dir / "previous.pt").unlink()
+    else:
+        (ckpt_dir / "previous.pt").write_bytes(b"")
+    capsys.readouterr()
+    res, summary, out = _train(tmp_path, "run", {"dropout": 0.3}, ema="exp", ema_decay=0.8)
+    err = capsys.readouterr().err
+    assert summary["resumed_from_step"] == 0
+    assert err.count("cannot resume from ") == (1 if missing_previous else 2)
+    assert err.rstrip().endswith("; starting from step 0") and "resuming" not in err
+    _assert_same_run(tmp_path / "ref", out, ref, res)
 
 
 def test_identical_runs_give_byte_identical_model_files(tmp_path):

@@ -11,6 +11,8 @@ import yaml
 
 from conftest import PYTHON, ROOT, run_snakemake, venv_env, workdir_with_project_config
 
+from guidance_repro.config_schema import property_keys
+
 pytestmark = pytest.mark.dag
 SMOKE_CONFIG = ROOT / ".test" / "config" / "config.yaml"
 
@@ -27,11 +29,12 @@ def _workdir_with(tmp_path: Path, edit) -> Path:
 
 
 def _set(path: str, value):
+    """Set the key ``path`` (a number indexes a list), creating the mappings above it."""
     def edit(cfg):
         *parents, last = path.split(".")
         node = cfg
         for p in parents:
-            node = node.setdefault(p, {})
+            node = node[int(p)] if p.isdigit() else node.setdefault(p, {})
         node[last] = value
     return edit
 
@@ -40,13 +43,29 @@ def _set(path: str, value):
     ("evaluators.classifier.train.lr", -0.1, "config key evaluators.classifier.train.lr:"),
     ("evaluators.classifier.train.optimizer", "sgdx", "config key evaluators.classifier.train.optimizer:"),
     ("evaluation.feature_extractor", "vgg", "config key evaluation.feature_extractor:"),
-    ("evaluation.num_sample", 10, "config key evaluation:"),  # a misspelt key is refused, not ignored
+    # a misspelt key is refused, not ignored
+    ("evaluation.num_sample", 10, "config key evaluation.num_sample: unknown key (known: clip, "),
     ("tier", "huge", "config key tier:"),
 ])
 def test_bad_config_value_stops_the_run_naming_the_key(tmp_path, key, value, expected):
     proc = _snakemake(_workdir_with(tmp_path, _set(key, value)), "-n")
     assert proc.returncode != 0
     assert expected in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+# Every `model` block of the schema (the list entries of cca_llamagen.models as entry 0).
+MODEL_BLOCKS = sorted(k for k in property_keys(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+                      if k.endswith(".model")) + ["cca_llamagen.models.0"]
+
+
+@pytest.mark.parametrize("block", MODEL_BLOCKS)
+def test_misspelt_model_key_stops_the_dry_run_naming_the_path(tmp_path, block):
+    """A typo in a model block stops `snakemake -n` at DAG start, not a job after others ran."""
+    proc = _snakemake(_workdir_with(tmp_path, _set(f"{block}.widht", 8)), "-n")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert f"config key {block}.widht: unknown key (known: " in out, out[-3000:]
     assert not (tmp_path / "results").exists()
 
 

@@ -54,8 +54,16 @@ def first_error(cfg: dict, path: str | Path) -> str | None:
     error = jsonschema.exceptions.best_match(validator(path).iter_errors(cfg))
     if error is None:
         return None
-    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-    return f"config key {key}: {error.message}"
+    key = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        # A misspelt key: name it with its full path and the keys the block takes, as the code's
+        # own check does (models/config.py), rather than jsonschema's "Additional properties ...".
+        known = error.schema.get("properties", {})
+        unknown = sorted(k for k in error.instance if k not in known)
+        if unknown:
+            full = f"{key}.{unknown[0]}" if key else unknown[0]
+            return f"config key {full}: unknown key (known: {', '.join(sorted(known))})"
+    return f"config key {key or '<top level>'}: {error.message}"
 
 
 def resolve(node: dict, resolver: Resolver) -> tuple[dict, Resolver]:
@@ -81,3 +89,14 @@ def property_keys(path: str | Path) -> Iterator[str]:
                 yield from walk(sub, resolver, key + ".")
 
     yield from walk(schema, root, "")
+
+
+def schema_at(path: str | Path, key: str) -> dict:
+    """The subschema of a dotted config key, references followed; a number steps into a list's
+    `items` (`cca_llamagen.models.0`). Raises KeyError for a key the schema does not have."""
+    schema = load_schema(path)
+    node, resolver = resolve(schema, registry().resolver_with_root(Resource.from_contents(schema)))
+    for part in key.split("."):
+        node = node["items"] if part.isdigit() else node["properties"][part]
+        node, resolver = resolve(node, resolver)
+    return node

@@ -67,15 +67,19 @@ def fashion_mnist_url():
 
 
 def write_run_record():
-    """Leave config, package versions, git commit and hardware beside the results."""
+    """Leave config, package versions, git commit, hardware and thread counts beside the results."""
     from guidance_repro.io import write_json
-    from guidance_repro.report.run_record import record
+    from guidance_repro.report.run_record import record, threads_by_rule
 
     # `--touch` (after `dvc pull`) only marks restored files as up to date: writing a record then
     # would change results/ behind DVC's back.
     touched = any(a in ("--touch", "-t") for a in sys.argv)
     if Path("results").is_dir() and not touched:
-        write_json("results/run_record.json", record(config))
+        # The jobs of this run (finished ones included) and the threads each was given; Snakemake
+        # exports them to the job as OMP_NUM_THREADS, torch's intra-op thread count.
+        ran = workflow.dag.needrun_jobs(exclude_finished=False)
+        by_rule = threads_by_rule((job.rule.name, job.threads) for job in ran)
+        write_json("results/run_record.json", record(config, rule_threads=by_rule))
 
 
 def train_launcher(section):

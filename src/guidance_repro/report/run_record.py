@@ -1,4 +1,12 @@
-"""The run record: config, package versions, git commit and hardware, left beside the results."""
+"""The run record: config, package versions, git commit and hardware, left beside the results.
+
+Float results of training differ between CPUs (torch picks its kernels by the instruction sets it
+finds) and between thread counts (the order of a reduction), so the record names both:
+``hardware.cpu`` = {model, capability (``torch.backends.cpu.get_cpu_capability()``), flags: the
+instruction-set flags torch's kernels use, true/false, null where unknown} and ``threads`` =
+{rules: rule -> the threads Snakemake gave its jobs in this run (null outside a Snakemake run),
+torch_intra_op: the intra-op thread count of the process that wrote the record}.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 from guidance_repro.io import write_json
 
@@ -26,9 +35,60 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+# /proc/cpuinfo flags that select torch CPU kernels (vectorised ops, bf16/int8 matmuls).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def _read_cpuinfo() -> str | None:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+
+
+def cpu(cpuinfo: str | None = None) -> dict:
+    """{model, capability, flags} of this machine's CPU; ``cpuinfo`` is /proc/cpuinfo's text (read
+    when not given). Without a "model name" line the platform's processor name is used; without a
+    "flags" line (not Linux, or not x86) every flag is None: unknown, not absent."""
+    text = _read_cpuinfo() if cpuinfo is None else cpuinfo
+    fields: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() not in fields:  # the first processor's line; all are alike
+            fields[name.strip()] = value.strip()
+    present = set(fields["flags"].split()) if "flags" in fields else None
+    try:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError, RuntimeError):
+        capability = None
+    return {"model": fields.get("model name") or platform.processor() or platform.machine() or None,
+            "capability": capability,
+            "flags": {f: None if present is None else f in present for f in CPU_FLAGS}}
+
+
+def threads(rule_threads: dict[str, int | list[int]] | None) -> dict:
+    try:
+        import torch
+
+        intra_op = torch.get_num_threads()
+    except ImportError:
+        intra_op = None
+    return {"rules": rule_threads, "torch_intra_op": intra_op}
+
+
+def threads_by_rule(jobs: Iterable[tuple[str, int]]) -> dict[str, int | list[int]]:
+    """rule -> its jobs' thread count, from (rule, threads) pairs; a list where jobs differ."""
+    seen: dict[str, set[int]] = {}
+    for rule, n in jobs:
+        seen.setdefault(rule, set()).add(int(n))
+    return {rule: (next(iter(ns)) if len(ns) == 1 else sorted(ns)) for rule, ns in sorted(seen.items())}
+
+
 def hardware() -> dict:
     info = {"machine": platform.machine(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "platform": platform.platform()}
+            "cpu_count": os.cpu_count(), "platform": platform.platform(), "cpu": cpu()}
     try:
         pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
         info["memory_gib"] = round(pages * size / 2**30, 1)
@@ -45,7 +105,7 @@ def hardware() -> dict:
     return info
 
 
-def record(config: dict) -> dict:
+def record(config: dict, rule_threads: dict[str, int | list[int]] | None = None) -> dict:
     versions = {}
     for name in PACKAGES:
         try:
@@ -61,6 +121,7 @@ def record(config: dict) -> dict:
         "python": sys.version.split()[0],
         "packages": versions,
         "hardware": hardware(),
+        "threads": threads(rule_threads),
         "config": config,
     }
 

@@ -7,13 +7,20 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from guidance_repro.errors import ReproError
 from guidance_repro.io import atomic_path
+
+
+# What torch.load raises on a file that is not a whole torch file. A truncated zip archive ends in
+# OSError (errno 22, from torch._C.PyTorchFileReader) for most cut lengths; KeyError and
+# IndexError come from damaged bytes inside the archive's pickle (both seen in corruption tests).
+UNREADABLE = (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError,
+              KeyError, IndexError)
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
@@ -26,6 +33,35 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, fh)
 
 
+PREVIOUS = "previous.pt"  # the checkpoint before last.pt, kept in the same folder
+
+
+def save_checkpoint(obj: Any, path: Path, keep_previous: bool) -> None:
+    """Write the checkpoint ``path`` atomically. With ``keep_previous`` the file it replaces is
+    first renamed to ``previous.pt`` beside it, so a damaged ``path`` never leaves the run without
+    a good checkpoint. The new file is written whole before either rename, which keeps the
+    moment with no ``path`` on disk to the two renames."""
+    with atomic_path(path, suffix=".pt.tmp") as tmp:
+        torch.save(obj, tmp)
+        if keep_previous and path.exists():
+            os.replace(path, path.with_name(PREVIOUS))
+
+
+def load_resume_checkpoint(path: Path, say: Callable[[str], None]) -> tuple[dict, Path] | None:
+    """(contents, file) of the newest readable checkpoint: ``path``, else ``previous.pt`` beside
+    it; None when neither can be read. Each unreadable file is reported through ``say``: a
+    truncated checkpoint (a full disk, a copy cut short) costs the steps since the one before it,
+    never the job."""
+    existing = [p for p in (path, path.with_name(PREVIOUS)) if p.is_file()]
+    for i, candidate in enumerate(existing):
+        try:
+            return load_model_file(candidate), candidate
+        except ReproError as exc:
+            then = f"trying {existing[i + 1]}" if i + 1 < len(existing) else "starting from step 0"
+            say(f"cannot resume from {exc}; {then}")
+    return None
+
+
 def load_model_file(path: str | os.PathLike) -> dict:
     """Load a ``.pt`` written by the training loop (or any plain-data torch file) on the CPU."""
     path = Path(path)
@@ -33,9 +69,10 @@ def load_model_file(path: str | os.PathLike) -> dict:
         raise ReproError(f"{path}: model file does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
+    except UNREADABLE as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ReproError(f"{path}: not a readable plain-data torch file ({first})") from None
+        raise ReproError(f"{path}: not a readable plain-data torch file ({first}); truncated, "
+                         f"damaged or not written by torch.save") from None
     if not isinstance(obj, dict):
         raise ReproError(f"{path}: expected a dict at the top level, got {type(obj).__name__}")
     return obj

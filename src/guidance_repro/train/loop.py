@@ -11,7 +11,9 @@ Guarantees:
 - torch (CPU and CUDA) is reseeded from (seed, step, rank) at the start of every step, so dropout
   after a resume is the same as without the interruption; no RNG state needs to be saved.
 - ``ckpt_dir/last.pt`` (plain data) is written atomically every ``checkpoint_every`` steps and at
-  the end; a rerun of the same command resumes from it and ends bit-identical on the CPU.
+  the end, the one before it kept as ``previous.pt``; a rerun of the same command resumes from
+  last.pt (from previous.pt, or from scratch, when last.pt cannot be read, saying so) and ends
+  bit-identical on the CPU. The folder is removed once the model file is written.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -34,7 +37,8 @@ from tqdm import tqdm
 
 from guidance_repro.errors import ReproError
 from guidance_repro.io import atomic_path, timing_path, write_json
-from guidance_repro.train.checkpoint import check_resume, load_model_file, load_state_strict, save_atomic
+from guidance_repro.train.checkpoint import (check_resume, load_resume_checkpoint, load_state_strict,
+                                             save_atomic, save_checkpoint)
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.ema import EMA
 from guidance_repro.train.schedule import lr_factor
@@ -212,21 +216,30 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
     opt = _optimizer(task, raw, cfg)
     ema = EMA(raw, cfg) if cfg.ema != "none" else None
 
+    def say(text: str) -> None:  # one line in the job's log, with or without a progress bar
+        if rank == 0:
+            print(f"[train {task.name}] {text}", file=sys.stderr, flush=True)
+
     start, rows, seconds_before = 0, [], 0.0
-    if ckpt_path.exists():
-        ckpt = load_model_file(ckpt_path)
+    found = load_resume_checkpoint(ckpt_path, say)
+    if found is not None:
+        ckpt, source = found
         if ckpt.get("format") != CKPT_FORMAT:
-            raise ReproError(f"{ckpt_path}: not a training checkpoint of this loop; delete it")
-        check_resume(ckpt, ckpt_path, task.name, model_config, train_config)
-        load_state_strict(raw, ckpt["model"], ckpt_path)
+            raise ReproError(f"{source}: not a training checkpoint of this loop; delete it")
+        check_resume(ckpt, source, task.name, model_config, train_config)
+        load_state_strict(raw, ckpt["model"], source)
         try:
             opt.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError) as exc:
-            raise ReproError(f"{ckpt_path}: optimizer state does not fit the task's parameter "
+            raise ReproError(f"{source}: optimizer state does not fit the task's parameter "
                              f"groups ({exc}); delete it to start over") from None
         if ema is not None:
-            ema.load_state_dict(ckpt["ema"], str(ckpt_path))
+            ema.load_state_dict(ckpt["ema"], str(source))
         start, rows, seconds_before = int(ckpt["step"]), list(ckpt["log_rows"]), float(ckpt["seconds"])
+        say(f"resuming from step {start} of {cfg.steps} ({source})")
+    # last.pt may be rotated to previous.pt only when it is a good checkpoint: not when it is the
+    # unreadable file this run skipped (the good previous.pt would be overwritten by it).
+    last_is_good = found is not None and found[1] == ckpt_path
 
     model = DDP(raw, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else raw
     order = DataOrder(n, cfg.seed)
@@ -234,12 +247,14 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
     params = [p for g in opt.param_groups for p in g["params"]]
 
     def checkpoint(done: int, seconds: float) -> None:
+        nonlocal last_is_good
         if rank != 0:
             return
-        save_atomic({"format": CKPT_FORMAT, "task": task.name, "model_config": model_config,
-                     "train_config": train_config, "step": done, "model": raw.state_dict(),
-                     "optimizer": opt.state_dict(), "ema": ema.state_dict() if ema else None,
-                     "log_rows": rows, "seconds": seconds}, ckpt_path)
+        save_checkpoint({"format": CKPT_FORMAT, "task": task.name, "model_config": model_config,
+                         "train_config": train_config, "step": done, "model": raw.state_dict(),
+                         "optimizer": opt.state_dict(), "ema": ema.state_dict() if ema else None,
+                         "log_rows": rows, "seconds": seconds}, ckpt_path, keep_previous=last_is_good)
+        last_is_good = True
         _write_log(log_path, rows)
 
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {task.name}", unit="step",
