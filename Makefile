@@ -5,8 +5,9 @@ VENV ?= .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GUIDANCE_REPRO_VENV := $(VENV)
 CORES ?= all
+RESULTS ?= results
 
-.PHONY: env reproduce smoke test lint lock pull report clean-env
+.PHONY: env reproduce smoke test lint lock pull report docs clean-env
 
 env:
 	@bash tools/setup-env.sh
@@ -42,6 +43,11 @@ pull: env
 ## report: the Snakemake HTML report of the last run
 report: env
 	snakemake --report results/report.html --cores 1
+
+## docs: docs/results.md, docs/figures/ and the README's results block from a finished run's
+## results/ (RESULTS=path/to/results for another run, e.g. .test/results)
+docs: env
+	python tools/write_results_doc.py --results $(RESULTS)
 
 clean-env:
 	rm -rf $(VENV)
