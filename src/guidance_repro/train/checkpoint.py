@@ -42,7 +42,8 @@ def save_checkpoint(obj: Any, path: Path, keep_previous: bool) -> None:
     a good checkpoint. The new file is written whole before either rename, which keeps the
     moment with no ``path`` on disk to the two renames."""
     with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as fh:  # as save_atomic: the same bytes for the same object
+            torch.save(obj, fh)
         if keep_previous and path.exists():
             os.replace(path, path.with_name(PREVIOUS))
 
