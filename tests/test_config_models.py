@@ -16,11 +16,11 @@ from guidance_repro.config_schema import first_error, property_keys, schema_at
 from guidance_repro.metrics.toy_clip import CLIP_DEFAULTS
 from guidance_repro.metrics.toy_composition import COMPOSITION_DEFAULTS
 from guidance_repro.metrics.toy_evaluators import CLASSIFIER_DEFAULTS
-from guidance_repro.models.llamagen import GPTConfig
-from guidance_repro.models.msvq import MSVQConfig
-from guidance_repro.models.star import STARConfig
-from guidance_repro.models.var import VARConfig
-from guidance_repro.models.vq import VQConfig
+from guidance_repro.llamagen.model import GPTConfig
+from guidance_repro.var.msvq import MSVQConfig
+from guidance_repro.star.model import STARConfig
+from guidance_repro.var.model import VARConfig
+from guidance_repro.nn.toy_conv import VQConfig
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = ROOT / "config" / "config.yaml"

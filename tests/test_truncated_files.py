@@ -11,7 +11,7 @@ from guidance_repro.cli import main
 from guidance_repro.edm.network import EDMDenoiser
 from guidance_repro.edm.task import load_denoiser
 from guidance_repro.errors import ReproError
-from guidance_repro.models.llamagen import load_gpt
+from guidance_repro.llamagen.model import load_gpt
 from guidance_repro.train.checkpoint import save_atomic
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -57,7 +57,7 @@ def first_error(cfg: dict, path: str | Path) -> str | None:
     key = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties" and error.validator_value is False:
         # A misspelt key: name it with its full path and the keys the block takes, as the code's
-        # own check does (models/config.py), rather than jsonschema's "Additional properties ...".
+        # own check does (nn/config.py), rather than jsonschema's "Additional properties ...".
         known = error.schema.get("properties", {})
         unknown = sorted(k for k in error.instance if k not in known)
         if unknown:
