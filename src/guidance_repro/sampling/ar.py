@@ -89,9 +89,12 @@ def _check_guide(model, guide, guidance: Guidance):
 
 @torch.no_grad()
 def sample_batch(model, labels: torch.Tensor, guidance: Guidance, cfg: SamplerConfig,
-                 generator: torch.Generator, return_logits: bool = False, guide=None):
+                 generator: torch.Generator | None, return_logits: bool = False, guide=None,
+                 uniforms: torch.Tensor | None = None):
     """Codes (B, N) for labels (B,); with ``return_logits`` also the guided logits (B, N, V).
-    ``guide``: the guide GPT of ``Guidance("autoguidance", w)`` (same labels, same tokens)."""
+    ``guide``: the guide GPT of ``Guidance("autoguidance", w)`` (same labels, same tokens).
+    ``uniforms`` (B, N): the draws to use instead of ``generator``'s (sharded sampling gives each
+    image its own, so that an image does not depend on the batch it was drawn in)."""
     model.eval()
     guide = _check_guide(model, guide, guidance)
     dev = next(model.parameters()).device
@@ -99,7 +102,10 @@ def sample_batch(model, labels: torch.Tensor, guidance: Guidance, cfg: SamplerCo
     B, N = len(labels), model.cfg.seq_len
     if guidance.doubled:
         labels = torch.cat([labels, torch.full_like(labels, model.null_class)])
-    uniforms = torch.rand(B, N, generator=generator)  # drawn up front: independent of the path
+    if uniforms is None:
+        uniforms = torch.rand(B, N, generator=generator)  # drawn up front: independent of the path
+    elif tuple(uniforms.shape) != (B, N):
+        raise ReproError(f"sampler: uniforms of shape {tuple(uniforms.shape)} for {B} images of {N} tokens")
     codes = torch.zeros(B, N, dtype=torch.long, device=dev)
     all_logits = []
     nets = [model] if guide is None else [model, guide]
