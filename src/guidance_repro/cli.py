@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "guidance_repro.llamagen.commands",
     "guidance_repro.llamagen.paper_commands",
     "guidance_repro.sampling.shard_commands",
+    "guidance_repro.metrics.adm_commands",
     "guidance_repro.report.cca_commands",
     "guidance_repro.report.star_commands",
     "guidance_repro.report.run_record",
