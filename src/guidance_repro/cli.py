@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "guidance_repro.sampling.shard_commands",
     "guidance_repro.metrics.adm_commands",
     "guidance_repro.report.cca_commands",
+    "guidance_repro.report.paper_table_commands",
     "guidance_repro.report.star_commands",
     "guidance_repro.report.run_record",
     "guidance_repro.report.curves",
