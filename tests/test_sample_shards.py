@@ -103,6 +103,11 @@ def test_merge_refuses_missing_duplicate_or_mismatched_shards(official_files, tm
                            "--work", str(tmp_path / "a.json.chunks"))) == 2
     assert "other sampler settings" in capsys.readouterr().err
     assert not (tmp_path / "b.npz").exists()
+    args = shard_args(official_files, tmp_path / "e.json", 0, 3)
+    args.remove("method=cfg")
+    args.remove("--tag")  # the first --tag (method) is gone; model=B stays
+    assert main(args) == 2
+    assert "--tag method=...: required" in capsys.readouterr().err
 
 
 def test_plan_ranges_labels_and_image_seeds():

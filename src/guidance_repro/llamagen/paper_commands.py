@@ -24,6 +24,8 @@ import json
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
 
+PAPER_METHODS = ("pretrained", "cfg", "cca", "cca_cfg")
+
 
 def _json_arg(text: str, flag: str) -> dict:
     try:
@@ -64,6 +66,10 @@ def _sample_shard(args: argparse.Namespace) -> None:
     from guidance_repro.sampling.shards import ShardPlan, image_seed, run_shard
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    tags = {"model": args.size, **parse_tags(args.tag)}
+    if tags.get("method") not in PAPER_METHODS:  # the tables key every point by it: never guessed
+        raise ReproError(f"--tag method=...: required, one of {', '.join(PAPER_METHODS)} "
+                         f"(got {tags.get('method')!r})")
     gpt, tok = _load(args)
     plan = ShardPlan(num=args.num, num_classes=gpt.cfg.num_classes, num_shards=args.num_shards,
                      shard=args.shard, chunk_size=args.chunk_size, seed=args.seed)
@@ -94,7 +100,7 @@ def _sample_shard(args: argparse.Namespace) -> None:
         "guidance": guidance.method, "forward_passes_per_token": 1 if guidance.method == "none" else 2,
         "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
         "batch_size": args.batch_size, "dtype": args.dtype, "device": args.device,
-        "class_balanced": True, "beta": None, "lam": None, **parse_tags(args.tag),
+        "class_balanced": True, "beta": None, "lam": None, **tags,
         "differs_from_official": ["class-balanced labels (official: uniform random)",
                                   "a seed per image (official: one seed per rank)",
                                   f"{args.dtype} eager (official: bf16 + torch.compile)"],
