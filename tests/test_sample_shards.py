@@ -108,6 +108,9 @@ def test_merge_refuses_missing_duplicate_or_mismatched_shards(official_files, tm
     args.remove("--tag")  # the first --tag (method) is gone; model=B stays
     assert main(args) == 2
     assert "--tag method=...: required" in capsys.readouterr().err
+    args = shard_args(official_files, tmp_path / "e.json", 0, 3, "--cfg", "1.0")  # method=cfg at s = 1
+    assert main(args) == 2
+    assert "method cfg is sampled with CFG" in capsys.readouterr().err
 
 
 def test_plan_ranges_labels_and_image_seeds():

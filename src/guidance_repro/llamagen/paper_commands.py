@@ -70,6 +70,10 @@ def _sample_shard(args: argparse.Namespace) -> None:
     if tags.get("method") not in PAPER_METHODS:  # the tables key every point by it: never guessed
         raise ReproError(f"--tag method=...: required, one of {', '.join(PAPER_METHODS)} "
                          f"(got {tags.get('method')!r})")
+    guided = tags["method"] in ("cfg", "cca_cfg")
+    if guided == (args.cfg == 1.0):
+        raise ReproError(f"--cfg {args.cfg:g}: method {tags['method']} is sampled "
+                         f"{'with CFG (s != 1)' if guided else 'without guidance (s = 1)'}")
     gpt, tok = _load(args)
     plan = ShardPlan(num=args.num, num_classes=gpt.cfg.num_classes, num_shards=args.num_shards,
                      shard=args.shard, chunk_size=args.chunk_size, seed=args.seed)

@@ -54,7 +54,7 @@ def _pick(points: list[dict], family: str, model: str, method: str) -> tuple[dic
     if matching:
         return min(matching, key=lambda p: p["fid"]), "the paper's setting"
     best = min(points, key=lambda p: p["fid"])
-    note = f"lowest FID of {len(points)} point(s)"
+    note = "the only point run" if len(points) == 1 else f"lowest FID of {len(points)} points"
     return best, note + (f"; the paper's setting {setting} was not run" if setting else "")
 
 
