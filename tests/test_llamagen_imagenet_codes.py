@@ -165,6 +165,7 @@ def test_cli_unreadable_jpeg_fails_naming_it_or_is_skipped_and_listed(tmp_path, 
     assert m["vq_sha256"] == file_sha256(tmp_path / "vq.pt")
     assert m["transform"]["crop_size"] == int(SIZE * 1.1) and m["transform"]["views"][5] == "flip-top-left"
     assert np.load(tmp_path / "codes/labels.npy").tolist() == [0, 0, 1]
+    assert np.load(tmp_path / "codes/index.npy").tolist() == [0, 1, 3]
 
 
 def test_view_draw_is_a_function_of_seed_epoch_index_and_uniform():

@@ -14,7 +14,8 @@ script
 
 Here the same, sharded and resumable (data/shards.py), with the codes stored as int16 (the
 16384-code book fits; the official ``.npy`` files are int64) in one merged artifact directory:
-``codes.npy`` (N, 10, L) int16, ``labels.npy`` (N,) int64, ``manifest.json``. Deliberate
+``codes.npy`` (N, 10, L) int16, ``labels.npy`` (N,) int64, ``index.npy`` (N,) (each row's
+position in the image listing: the official file number), ``manifest.json``. Deliberate
 differences: an unreadable image is an error naming it unless skipping is asked for (the official
 loader crashes on it), and skipped items are listed in the manifest; the official dataset's
 optional ``ten_crop_105`` companion folder (drawn with probability 0.5 when it exists) is not made.
@@ -153,7 +154,7 @@ def shard_meta(folder: imagenet.ImageFolder, transform: TenCropTransform, vq_fil
 
 
 def write_merged(shard_dirs: list[str | Path], out: str | Path) -> dict:
-    """Merge finished shards into ``out/`` (codes.npy, labels.npy, manifest.json); return the manifest."""
+    """Merge finished shards into ``out/`` (codes.npy, labels.npy, index.npy, manifest.json); return the manifest."""
     arrays, records = shards.merge(shard_dirs)
     first = records[0]
     for key in ("transform", "vq_sha256", "vq_config", "skip_unreadable", "num_shards"):
@@ -164,7 +165,7 @@ def write_merged(shard_dirs: list[str | Path], out: str | Path) -> dict:
         raise ReproError(f"--shards: {len(records)} shards given, the run has {first['num_shards']}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("codes", "labels"):
+    for name in ("codes", "labels", "index"):
         with atomic_path(out / f"{name}.npy", suffix=".tmp.npy") as tmp:
             np.save(tmp, arrays[name])
     skipped = [{"index": int(i), "path": str(p), "reason": str(r)} for i, p, r in
@@ -174,6 +175,7 @@ def write_merged(shard_dirs: list[str | Path], out: str | Path) -> dict:
         "count": int(len(arrays["index"])), "num_classes": first["num_classes"],
         "codes": {"file": "codes.npy", "shape": list(arrays["codes"].shape), "dtype": str(arrays["codes"].dtype)},
         "labels": {"file": "labels.npy", "shape": list(arrays["labels"].shape), "dtype": str(arrays["labels"].dtype)},
+        "index": {"file": "index.npy", "meaning": "row -> position in the sorted image listing"},
         "index_is_dataset_order": bool(np.all(np.diff(arrays["index"]) > 0)),
         "vq_file": first["vq_file"], "vq_sha256": first["vq_sha256"], "vq_config": first["vq_config"],
         "transform": first["transform"], "skip_unreadable": first["skip_unreadable"], "skipped": skipped,
