@@ -160,7 +160,7 @@ def test_cli_unreadable_jpeg_fails_naming_it_or_is_skipped_and_listed(tmp_path, 
     assert cli.main(["llamagen-merge-codes", "--shards", str(tmp_path / "sh" / "shard-00000-of-00001"),
                      "--out", str(tmp_path / "codes")]) == 0
     m = ic.read_manifest(tmp_path / "codes")
-    assert m["count"] == 3 and m["dataset_size"] == 4 and m["skip_unreadable"] is True
+    assert m["count"] == 3 and m["dataset_size"] == 4 and m["skip_unreadable"] is True and m["tf32"] is False
     assert [(s["index"], s["path"]) for s in m["skipped"]] == [(2, str(bad))]
     assert m["vq_sha256"] == file_sha256(tmp_path / "vq.pt")
     assert m["transform"]["crop_size"] == int(SIZE * 1.1) and m["transform"]["views"][5] == "flip-top-left"

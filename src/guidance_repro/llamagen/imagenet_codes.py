@@ -157,7 +157,7 @@ def write_merged(shard_dirs: list[str | Path], out: str | Path) -> dict:
     """Merge finished shards into ``out/`` (codes.npy, labels.npy, index.npy, manifest.json); return the manifest."""
     arrays, records = shards.merge(shard_dirs)
     first = records[0]
-    for key in ("transform", "vq_sha256", "vq_config", "skip_unreadable", "num_shards"):
+    for key in ("transform", "vq_sha256", "vq_config", "skip_unreadable", "num_shards", "tf32"):
         other = next((r for r in records if r.get(key) != first.get(key)), None)
         if other is not None:
             raise ReproError(f"{other['dir']}: '{key}' differs from {first['dir']} (shards of different runs)")
@@ -178,7 +178,7 @@ def write_merged(shard_dirs: list[str | Path], out: str | Path) -> dict:
         "index": {"file": "index.npy", "meaning": "row -> position in the sorted image listing"},
         "index_is_dataset_order": bool(np.all(np.diff(arrays["index"]) > 0)),
         "vq_file": first["vq_file"], "vq_sha256": first["vq_sha256"], "vq_config": first["vq_config"],
-        "transform": first["transform"], "skip_unreadable": first["skip_unreadable"], "skipped": skipped,
+        "transform": first["transform"], "tf32": first.get("tf32", False), "skip_unreadable": first["skip_unreadable"], "skipped": skipped,
         "fingerprint": first["fingerprint"],
         "shards": [{"dir": r["dir"], "lo": r["lo"], "hi": r["hi"], "chunks": len(r["chunks"])} for r in records],
     }

@@ -65,11 +65,17 @@ def _codes(args: argparse.Namespace) -> None:
     folder = imagenet.scan(args.data, args.labels_file)
     cfg_dict = _vq_config(args.vq_config, args.image_size)
     cfg = VQ16Config.from_dict(cfg_dict, key="--vq-config") if args.vq_config else None
-    vq = load_official_vq(args.vq, image_size=args.image_size, cfg=cfg).to(_device(args.device))
+    device = _device(args.device)
+    tf32 = device.type == "cuda" and not args.no_tf32
+    # The official script turns TF32 on for matmuls and convolutions; on a GPU it changes which
+    # code wins near ties, so the default follows it and --no-tf32 records the exact-fp32 variant.
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    vq = load_official_vq(args.vq, image_size=args.image_size, cfg=cfg).to(device)
     encoder = ic.CodeEncoder(folder, vq, transform, batch_size=args.batch_size, workers=args.workers,
                              skip_unreadable=args.skip_unreadable)
     meta = ic.shard_meta(folder, transform, args.vq, file_sha256(args.vq), cfg_dict,
                          args.skip_unreadable, num_shards)
+    meta["tf32"] = tf32
     lo, hi = shards.shard_range(len(folder), shard, num_shards)
     directory = shards.shard_dir(args.out, shard, num_shards)
     shards.run_shard(directory, lo, hi, args.chunk_size, encoder, meta,
@@ -109,6 +115,7 @@ def register(sub) -> None:
     p.add_argument("--skip-unreadable", action="store_true",
                    help="skip (and list in the manifest) images that cannot be decoded; default: fail naming them")
     p.add_argument("--device", default="cpu", help="cpu | cuda (the local rank's GPU under torchrun)")
+    p.add_argument("--no-tf32", action="store_true", help="exact fp32 on GPU (the official script uses TF32)")
     p.add_argument("--threads", type=int, default=0)
     p.set_defaults(func=_codes)
 
