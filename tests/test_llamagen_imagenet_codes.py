@@ -104,10 +104,12 @@ def test_killed_shard_resumes_from_its_finished_chunks_and_merge_equals_one_shar
     with pytest.raises(_Killed):
         shards.run_shard(d0, lo, hi, 2, dying, _meta(folder, 2), log=lambda m: None)
     assert sorted(p.name for p in d0.iterdir()) == ["chunk-0000000000.npz"]  # no partial file, no done.json
+    (d0 / ".chunk-0000000002.npz.abc.tmp.npz").write_bytes(b"half")   # what a SIGKILL leaves
     calls.clear()
     shards.run_shard(d0, lo, hi, 2, lambda a, b: (calls.append(a), encoder(a, b))[1], _meta(folder, 2),
                      log=lambda m: None)
     assert calls == [2]                                                       # only the unfinished chunk
+    assert not list(d0.glob(".chunk-*"))
     with pytest.raises(ReproError, match="not finished"):
         ic.write_merged([d0, shards.shard_dir(tmp_path / "sh", 1, 2)], tmp_path / "codes")
     shards.run_shard(shards.shard_dir(tmp_path / "sh", 1, 2), *shards.shard_range(9, 1, 2), 2, encoder,

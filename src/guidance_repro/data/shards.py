@@ -85,6 +85,10 @@ def run_shard(directory: str | Path, lo: int, hi: int, chunk_size: int,
                              f"remove {directory} to redo it")
         log(f"{directory.name}: already done")
         return record
+    # A SIGKILL skips atomic_path's clean-up and leaves its ".chunk-*" temporary behind; one job
+    # owns a shard directory, so whatever temporaries are there are dead.
+    for stale in directory.glob(".chunk-*"):
+        stale.unlink()
     chunks = plan_chunks(directory, lo, hi, chunk_size)
     for i, chunk in enumerate(chunks):
         if chunk.path.is_file():
