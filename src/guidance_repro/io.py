@@ -57,6 +57,17 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def json_object_arg(text: str, flag: str) -> dict:
+    """A command-line flag's JSON object ({} when empty), or an error naming the flag."""
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise ReproError(f"{flag}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ReproError(f"{flag}: must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 # Wall-clock figures (the sampling cost the matrix reports, training time) live in a side file
 # beside the artifact they describe, never inside it: metrics and model files are hashed and
 # versioned by DVC, so two identical computations must give byte-identical artifacts.

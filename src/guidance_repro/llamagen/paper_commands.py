@@ -19,22 +19,12 @@ files (key names unchanged); the paper tier never sets them.
 from __future__ import annotations
 
 import argparse
-import json
 
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
+from guidance_repro.io import json_object_arg
 
 PAPER_METHODS = ("pretrained", "cfg", "cca", "cca_cfg")
-
-
-def _json_arg(text: str, flag: str) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except json.JSONDecodeError as exc:
-        raise ReproError(f"{flag}: not JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise ReproError(f"{flag}: expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _load(args):
@@ -45,8 +35,8 @@ def _load(args):
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ReproError(f"--device {args.device}: no CUDA device on this machine")
     gpt = load_official_gpt(args.model, size=args.size, image_size=args.image_size,
-                            **_json_arg(args.gpt_config, "--gpt-config"))
-    vq_overrides = _json_arg(args.vq_config, "--vq-config")
+                            **json_object_arg(args.gpt_config, "--gpt-config"))
+    vq_overrides = json_object_arg(args.vq_config, "--vq-config")
     vq_cfg = VQ16Config.from_dict({**vq_overrides, "image_size": args.image_size}) if vq_overrides else None
     tok = load_official_vq(args.tokenizer, image_size=args.image_size, out_size=args.eval_size, cfg=vq_cfg)
     if gpt.cfg.vocab_size != tok.cfg.codebook_size or gpt.cfg.grid != tok.cfg.grid:

@@ -10,23 +10,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import time
 
 import numpy as np
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import atomic_path, save_npz, timing_path, write_json
-
-
-def _json_arg(text: str, flag: str) -> dict:
-    try:
-        obj = json.loads(text) if text else {}
-    except json.JSONDecodeError as exc:
-        raise ReproError(f"{flag}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise ReproError(f"{flag}: must be a JSON object")
-    return obj
+from guidance_repro.io import atomic_path, json_object_arg, save_npz, timing_path, write_json
 
 
 def write_claims_csv(path, rows: list[dict]) -> None:
@@ -51,7 +40,7 @@ def _figure(args: argparse.Namespace) -> None:
         raise ReproError(f"--threshold-samples: must be >= 100, got {args.threshold_samples}")
     if not 0 < args.outlier_quantile < 1:
         raise ReproError(f"--outlier-quantile: must be in (0, 1), got {args.outlier_quantile}")
-    sampler = HeunConfig.from_dict(_json_arg(args.sampler, "--sampler"), key="--sampler")
+    sampler = HeunConfig.from_dict(json_object_arg(args.sampler, "--sampler"), key="--sampler")
     weights = {"cfg": args.cfg_w, "score_scaling": args.score_scale, "autoguidance": args.autoguidance_w}
     torch.manual_seed(args.seed)
     main, guide, uncond = (load_denoiser(p) for p in (args.main, args.autoguide, args.uncond))

@@ -10,11 +10,11 @@ Rerunning the same command after a kill resumes from ``<out>.ckpt/last.pt``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 from guidance_repro.errors import ReproError
+from guidance_repro.io import json_object_arg
 
 
 def parse_inputs(pairs: list[str]) -> dict[str, Path]:
@@ -33,13 +33,7 @@ def parse_inputs(pairs: list[str]) -> dict[str, Path]:
 
 
 def parse_params(text: str) -> dict:
-    try:
-        params = json.loads(text) if text else {}
-    except json.JSONDecodeError as exc:
-        raise ReproError(f"--params: not valid JSON ({exc})") from None
-    if not isinstance(params, dict):
-        raise ReproError(f"--params: must be a JSON object, got {type(params).__name__}")
-    return params
+    return json_object_arg(text, "--params")
 
 
 def _train(args: argparse.Namespace) -> None:
