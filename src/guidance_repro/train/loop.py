@@ -55,8 +55,11 @@ CKPT_FORMAT = "guidance_repro.train/1"
 class TrainTask(Protocol):
     """What a trainer provides. Optional extras: ``param_groups(model, weight_decay) -> list[dict]``
     (groups may set their own 'lr' and 'weight_decay'), ``on_device(device)`` (move frozen extras,
-    e.g. a CCA reference model) and ``check_train_config(cfg)`` (refuse a train config its inputs
-    were not made for). ``loss`` receives the DDP wrapper under torchrun: call it (its
+    e.g. a CCA reference model), ``check_train_config(cfg)`` (refuse a train config its inputs
+    were not made for), ``begin_step(step, epoch)`` (called before a step's batches; ``epoch`` is
+    that of the step's first example, for augmentations drawn per epoch), ``fsdp_units(model)`` /
+    ``shard_frozen(shard)`` (train/fsdp.py) and ``recipe(cfg, world) -> dict`` (plain data recorded
+    in the model file under 'recipe': the semantics the task reproduces). ``loss`` receives the DDP wrapper under torchrun: call it (its
     forward syncs the gradients) and reach attributes through ``unwrap(model)``."""
 
     name: str
@@ -314,6 +317,8 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
         for g in opt.param_groups:
             g["lr"] = g["initial_lr"] * lr_f
         raw.train()
+        if hasattr(task, "begin_step"):
+            task.begin_step(step, step * B // n)
         loss_sum, count, metrics = accumulate(
             model, task, micro_batches(order, step, B, acc, world, rank), step,
             cfg.accumulation_reduce, autocast, no_sync,
