@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "guidance_repro.star.commands",
     "guidance_repro.star.mjhq_commands",
     "guidance_repro.llamagen.commands",
+    "guidance_repro.llamagen.paper_commands",
     "guidance_repro.report.cca_commands",
     "guidance_repro.report.star_commands",
     "guidance_repro.report.run_record",
