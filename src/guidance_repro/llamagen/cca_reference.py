@@ -55,6 +55,7 @@ def record(task, cfg, progress: bool = True) -> dict:
     steps, micro, indices, conds, logps = [], [], [], [], []
     for step in tqdm(range(cfg.steps), desc="reference log p", unit="step", disable=not progress):
         reseed(cfg.seed, step, 0)
+        task.begin_step(step, step * cfg.batch_size // task.num_examples())
         for a, mine in enumerate(micro_batches(order, step, cfg.batch_size, cfg.accumulation, 1, 0)):
             batch = task.get_batch(mine)
             c2, _ = task.conditions(task.reference, batch["labels"])

@@ -14,6 +14,7 @@ from torch import nn
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cca import AlignmentParams, alignment_conditions, alignment_step, effective_beta
 from guidance_repro.llamagen.cca_reference import ReferenceCache, input_digests
+from guidance_repro.llamagen.crop_codes import CropCodes
 from guidance_repro.llamagen.model import GPT, GPTConfig, check_codes, load_codes, load_gpt, sequence_logp
 
 
@@ -29,6 +30,14 @@ class LlamaGenCCATask:
     optional ``reference_logp``: the reference's log-likelihoods recorded for this data order
     (``cca-reference-logp``; dropout off only), used instead of running the reference.
     The optimiser (AdamW 0.9/0.95, wd 0.05, lr 1e-5 constant, grad clip 1.0) is the loop's config.
+
+    Official files (cca.md §4.1): with ``official_size`` (B, L, XL, XXL, 3B) ``pretrained`` (and the
+    optional ``reference``, default the same file) may be official ``c2i_*_384.pt`` files or CCA's
+    releases (any container llamagen.official accepts; bf16 upcast to float32 unless
+    ``upcast: false``); ``image_size`` (384) sets the grid, ``model_overrides`` smaller widths
+    (test files). A loop model file is recognised by its 'model_config' and needs no size.
+    ``codes`` is the merged codes file (llamagen/crop_codes.py): one of the 20 crop x flip
+    variants per sample per epoch, seeded by (train.seed, epoch, sample index).
     """
 
     name = "llamagen-cca"
@@ -37,26 +46,40 @@ class LlamaGenCCATask:
         p = dict(params)
         self.hp = AlignmentParams.pop(p, lam=1000.0, class_dropout=1e-5)
         self.dropout = str(p.pop("dropout", "keep"))
-        if p:
-            raise ReproError(f"params.{sorted(p)[0]}: unknown {self.name} parameter")
         if self.dropout not in ("keep", "off"):
             raise ReproError(f"params.dropout: must be 'keep' or 'off', got {self.dropout!r}")
+        official_size = p.pop("official_size", None)
+        image_size = int(p.pop("image_size", 384))
+        overrides = dict(p.pop("model_overrides", {}) or {})
+        upcast = p.pop("upcast", True)
+        if p:
+            raise ReproError(f"params.{sorted(p)[0]}: unknown {self.name} parameter")
         if "pretrained" not in inputs:
             raise ReproError("inputs.pretrained: the llamagen-cca task needs a pretrained GPT model file")
-        base = load_gpt(inputs["pretrained"])
+        base = load_start(inputs["pretrained"], official_size, image_size, overrides, upcast)
         cfg = base.cfg.to_dict()
         cfg["class_dropout"] = self.hp.class_dropout
         if self.dropout == "off":
             cfg.update(token_dropout=0.0, resid_dropout=0.0, ffn_dropout=0.0)
         self.cfg = GPTConfig.from_dict(cfg)
-        self.reference = GPT(self.cfg)  # the frozen copy p_phi; the policy starts from its weights
-        self.reference.load_state_dict(base.state_dict(), strict=True)
-        del base
+        self.reference = GPT(self.cfg)  # the frozen copy p_phi
+        ref = base if "reference" not in inputs else load_start(inputs["reference"], official_size,
+                                                                image_size, overrides, upcast)
+        self.reference.load_state_dict(ref.state_dict(), strict=True)
+        self.start = {k: v.detach().clone() for k, v in base.state_dict().items()}  # the policy's
+        del base, ref
         self.reference.requires_grad_(False)
         self.reference.train()  # dropout active in the reference too, as the official script
         self.beta_eff = effective_beta(self.hp.beta, self.hp.beta_mode, self.cfg.seq_len)
-        self.codes, self.labels = load_codes(inputs)
-        check_codes(self.codes, self.labels, self.cfg)
+        if "codes" in inputs:
+            self.data = CropCodes(inputs["codes"])
+            self.data.check(self.cfg.vocab_size, self.cfg.num_classes, self.cfg.seq_len)
+        else:  # the toy tier: images encoded here, one variant each
+            codes, labels = load_codes(inputs)
+            check_codes(codes, labels, self.cfg)
+            self.data = _InMemoryCodes(codes, labels)
+        self.official_size = official_size
+        self.epoch, self.seed = 0, 0
         self.inputs = inputs
         self.cache = None
         if "reference_logp" in inputs:
@@ -71,8 +94,32 @@ class LlamaGenCCATask:
                 "dropout": self.dropout, **input_digests(self.inputs)}
 
     def check_train_config(self, cfg) -> None:
+        self.seed = cfg.seed  # keys the per-epoch crop draw
         if self.cache is not None:
             self.cache.check_train_config(cfg)
+
+    def begin_step(self, step: int, epoch: int) -> None:
+        self.epoch = epoch
+
+    def fsdp_units(self, model: nn.Module) -> list[nn.Module]:
+        return list(model.layers)  # one shard unit per transformer block, as the official wrapping
+
+    def shard_frozen(self, shard) -> None:
+        shard(self.reference)  # the reference is sharded like the policy (ZeRO-3 for both)
+
+    def recipe(self, cfg, world: int) -> dict:
+        """The official semantics this run reproduces (or departs from), recorded with the weights."""
+        micro = cfg.batch_size // (cfg.accumulation * world)
+        return {"method": self.hp.method, "beta": self.hp.beta, "beta_eff": self.beta_eff,
+                "lam": self.hp.lam, "uncond_ratio": self.hp.uncond_ratio,
+                "class_dropout": self.hp.class_dropout, "dropout": self.dropout,
+                "reference_mode": "train (dropout active)" if self.dropout == "keep" else "train (no dropout)",
+                "negatives": f"labels rolled by -1 within the per-process micro-batch of {micro}",
+                "accumulation_reduce": cfg.accumulation_reduce,
+                "gradient_scale": cfg.accumulation if cfg.accumulation_reduce == "sum" else 1,
+                "accumulation": cfg.accumulation, "world_size": world, "global_batch": cfg.batch_size,
+                "parallel": cfg.parallel if world > 1 else "single",
+                "codes_variants": self.data.variants, "official_size": self.official_size}
 
     def conditions(self, model: nn.Module, labels: torch.Tensor):
         return alignment_conditions(model, labels, self.cfg.num_classes, self.hp)
@@ -84,7 +131,11 @@ class LlamaGenCCATask:
 
     def _fresh(self) -> nn.Module:
         m = GPT(self.cfg)
-        m.load_state_dict({k: v.detach().cpu().clone() for k, v in self.reference.state_dict().items()}, strict=True)
+        if self.start is None:
+            raise ReproError("llamagen-cca: build_model called twice (the start weights are freed "
+                             "after the first, so 3B-sized runs hold no spare copy)")
+        m.load_state_dict(self.start, strict=True)
+        self.start = None
         return m
 
     def build_model(self) -> nn.Module:
@@ -94,10 +145,11 @@ class LlamaGenCCATask:
         return self.cfg.to_dict()
 
     def num_examples(self) -> int:
-        return len(self.codes)
+        return len(self.data)
 
     def get_batch(self, indices: np.ndarray):
-        return {"codes": torch.from_numpy(self.codes[indices]), "labels": torch.from_numpy(self.labels[indices]),
+        codes, labels = self.data.draw(indices, self.epoch, self.seed)
+        return {"codes": torch.from_numpy(codes), "labels": torch.from_numpy(labels),
                 "indices": torch.from_numpy(np.asarray(indices, np.int64))}
 
     def on_device(self, device) -> None:
@@ -118,6 +170,37 @@ class LlamaGenCCATask:
                 return self.cache.lookup(step, batch["indices"].cpu().numpy(), c2)
         return alignment_step(model, self.reference, labels, self.cfg.num_classes, self.hp,
                               self.beta_eff, lambda m, c2: sequence_logp(m, x2, c2), cached)
+
+
+class _InMemoryCodes:
+    """Codes encoded in memory (toy tier): one variant per image, the CropCodes interface."""
+
+    variants = 1
+
+    def __init__(self, codes: np.ndarray, labels: np.ndarray):
+        self.codes, self.labels = codes, labels
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def draw(self, indices, epoch: int, seed: int):
+        return self.codes[indices], self.labels[indices]
+
+
+def load_start(path, official_size: str | None, image_size: int, overrides: dict, upcast) -> GPT:
+    """A GPT to start from: a loop model file (it has 'model_config'), else an official file,
+    which needs ``official_size``."""
+    from guidance_repro.llamagen.official import load_official_gpt, read_torch_file
+    obj = read_torch_file(path)
+    if "model_config" in obj:
+        return load_gpt(path)
+    if official_size is None:
+        raise ReproError(f"{path}: an official LlamaGen file (no 'model_config'); set "
+                         f"params.official_size (B, L, XL, XXL, 3B) to read it")
+    if not isinstance(upcast, bool):
+        raise ReproError(f"params.upcast: must be true or false, got {upcast!r}")
+    model = load_official_gpt(None, official_size, image_size, state_dict=obj, upcast=upcast, **overrides)
+    return model
 
 
 def make_llamagen_cca_task(params: dict, inputs: dict) -> LlamaGenCCATask:

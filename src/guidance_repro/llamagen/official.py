@@ -9,7 +9,9 @@
   counts (144 / 194, 344 in all) are checked (:func:`check_official_vq`), then every key and shape
   against llamagen/vq16.py's network, which loads it strictly (:func:`load_official_vq`).
 
-Files are opened with ``torch.load(weights_only=True)``: they hold plain tensors.
+Files are opened with ``torch.load(weights_only=True)``: plain tensors and Python data, plus the one
+allow-listed class ``argparse.Namespace`` (LlamaGen's ``train_c2i.py`` saves its ``args``), never a
+general unpickle. Containers are found as LlamaGen's own sampler finds them (:func:`unwrap_state_dict`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.llamagen.model import GPT, GPTConfig, SIZES, rope_2d
-from guidance_repro.train.checkpoint import check_layout
+from guidance_repro.train.checkpoint import check_layout, safe_loading
 
 PAPER_SIZES = ("B", "L", "XL", "XXL", "3B")
 
@@ -33,7 +35,8 @@ def read_torch_file(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ReproError(f"{path}: checkpoint file does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        with safe_loading():
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ReproError(f"{path}: not a plain-tensor torch file ({first})") from None
@@ -42,11 +45,41 @@ def read_torch_file(path: str | os.PathLike) -> dict:
     return obj
 
 
-def unwrap_state_dict(obj: dict, source) -> dict:
-    """``obj['model']`` if present (B/L/XL), else ``obj`` itself (XXL/3B raw state dicts)."""
-    sd = obj["model"] if "model" in obj else obj
+# Where a checkpoint keeps its state dict, in the order LlamaGen's sampler looks: its own trainer
+# ('model'), DeepSpeed ('module'), other trainers ('state_dict'); else the file is the state dict.
+CONTAINERS = ("model", "module", "state_dict")
+# Wrapper prefixes on every key: DDP/DeepSpeed ('module.') and torch.compile ('_orig_mod.').
+PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_prefixes(sd: dict) -> dict:
+    """Keys without the wrapper prefixes (repeatedly: a compiled DDP model has both)."""
+    out = {}
+    for k, v in sd.items():
+        name = k
+        while name.startswith(PREFIXES):
+            name = name[len(next(p for p in PREFIXES if name.startswith(p))):]
+        if name in out:
+            raise ReproError(f"key {name!r} occurs twice once the prefixes are stripped ({k!r})")
+        out[name] = v
+    return out
+
+
+def unwrap_state_dict(obj: dict, source, upcast: bool = False) -> dict:
+    """The state dict of an official checkpoint: under 'model', 'module' or 'state_dict', else the
+    raw dict (XXL/3B); wrapper prefixes stripped. ``upcast``: bf16/fp16 tensors become float32 (the
+    files released in bf16 fine-tune and compare in float32 here)."""
+    key = next((k for k in CONTAINERS if k in obj), None)
+    sd = obj[key] if key is not None else obj
     if not isinstance(sd, dict):
-        raise ReproError(f"{source}: 'model' is a {type(sd).__name__}, not a state dict")
+        raise ReproError(f"{source}: {key!r} is a {type(sd).__name__}, not a state dict")
+    try:
+        sd = strip_prefixes(sd)
+    except ReproError as exc:
+        raise ReproError(f"{source}: {exc}") from None
+    if upcast:
+        sd = {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+              for k, v in sd.items()}
     return sd
 
 
@@ -67,12 +100,13 @@ def gpt_layout(cfg: GPTConfig) -> dict[str, tuple]:
 
 
 def load_official_gpt(path: str | os.PathLike | None = None, size: str = "B", image_size: int = 384,
-                      state_dict: dict | None = None, **overrides) -> GPT:
-    """Strictly load an official LlamaGen c2i GPT (file at ``path`` or an in-memory dict)."""
+                      state_dict: dict | None = None, upcast: bool = False, **overrides) -> GPT:
+    """Strictly load an official LlamaGen c2i GPT (file at ``path`` or an in-memory dict);
+    ``upcast``: bf16 weights are loaded as float32."""
     cfg = official_gpt_config(size, image_size, **overrides)
     source = path if path is not None else "state dict"
     obj = read_torch_file(path) if state_dict is None else state_dict
-    sd = dict(unwrap_state_dict(obj, source))
+    sd = dict(unwrap_state_dict(obj, source, upcast))
     sd.pop("freqs_cis", None)  # a plain attribute in the official model; popped as LlamaGen does
     check_layout(gpt_layout(cfg), sd, source)
     with torch.device("meta"):
@@ -80,6 +114,15 @@ def load_official_gpt(path: str | os.PathLike | None = None, size: str = "B", im
     model.load_state_dict(sd, strict=True, assign=True)
     model.freqs_cis = rope_2d(cfg.grid, cfg.dim // cfg.n_head, cfg.rope_base, cfg.prefix_rope)
     return model.eval()
+
+
+def save_official_gpt(model: GPT, path: str | os.PathLike, extra: dict | None = None) -> None:
+    """Write ``model`` as the official trainers do: ``{'model': state dict}`` with the official key
+    names (ours are the official names), so LlamaGen's sampler and ``sample-ar --official-gpt``
+    read it. ``extra``: plain-data entries beside 'model' (the sampler reads only 'model')."""
+    from guidance_repro.train.checkpoint import save_atomic
+    sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    save_atomic({"model": sd, **(extra or {})}, path)
 
 
 # --- VQ-16 tokenizer ------------------------------------------------------------------------------
@@ -171,5 +214,5 @@ def codebook(sd: dict) -> torch.Tensor:
     return torch.nn.functional.normalize(sd["quantize.embedding.weight"].float(), dim=-1)
 
 
-__all__ = ["load_official_gpt", "official_gpt_config", "gpt_layout", "check_official_vq",
+__all__ = ["load_official_gpt", "save_official_gpt", "unwrap_state_dict", "official_gpt_config", "gpt_layout", "check_official_vq",
            "load_official_vq", "vq16_layout", "check_layout", "SIZES"]

@@ -3,6 +3,7 @@ loaded with ``torch.load(weights_only=True)`` so no file can run code when it is
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import zipfile
@@ -21,6 +22,16 @@ from guidance_repro.io import atomic_path
 # IndexError come from damaged bytes inside the archive's pickle (both seen in corruption tests).
 UNREADABLE = (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError,
               KeyError, IndexError)
+
+
+# The one non-tensor class allowed in a file: LlamaGen's train_c2i.py saves its argparse.Namespace
+# under 'args'. Allow-listed for weights_only loading only; every other class is still refused.
+SAFE_CLASSES = (argparse.Namespace,)
+
+
+def safe_loading():
+    """Context in which ``torch.load(weights_only=True)`` also accepts :data:`SAFE_CLASSES`."""
+    return torch.serialization.safe_globals(list(SAFE_CLASSES))
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
@@ -69,7 +80,8 @@ def load_model_file(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ReproError(f"{path}: model file does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with safe_loading():
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except UNREADABLE as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ReproError(f"{path}: not a readable plain-data torch file ({first}); truncated, "

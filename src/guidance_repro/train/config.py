@@ -18,6 +18,8 @@ SCHEDULES = ("constant", "cosine", "linear", "lin0", "rsqrt")
 EMAS = ("none", "exp", "power")
 PRECISIONS = ("float32", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
+REDUCES = ("mean", "sum")
+PARALLELS = ("ddp", "fsdp")
 
 
 @dataclass
@@ -38,6 +40,11 @@ class TrainConfig:
     rsqrt_ref_steps: int = 1000       # EDM2: lr / sqrt(max(step / ref_steps, 1))
     grad_clip: float = 0.0            # max global grad norm; 0 = off
     accumulation: int = 1             # micro-steps per optimizer step
+    # How the micro-step losses combine: "mean" (each / accumulation: the gradient of the mean
+    # loss over the global batch) or "sum" (not divided: `accumulation` x that gradient, before
+    # clipping, as the official LlamaGen CCA scripts do).
+    accumulation_reduce: str = "mean"
+    parallel: str = "ddp"             # under torchrun: "ddp" (replicas) or "fsdp" (sharded, FSDP2)
     ema: str = "none"
     ema_decay: float = 0.999          # ema = exp
     ema_std: float = 0.05             # ema = power: sigma_rel of the power-function profile
@@ -101,11 +108,14 @@ class TrainConfig:
         if not 0 < self.ema_std < math.sqrt(1 / 12):
             raise bad("ema_std", "must be in (0, 0.2887) (power-EMA sigma_rel)")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("ema", EMAS),
-                              ("precision", PRECISIONS), ("device", DEVICES)):
+                              ("precision", PRECISIONS), ("device", DEVICES),
+                              ("accumulation_reduce", REDUCES), ("parallel", PARALLELS)):
             if getattr(self, name) not in choices:
                 raise bad(name, f"must be one of {', '.join(choices)}")
         if self.schedule == "lin0" and self.warmup_steps:
             raise bad("warmup_steps", "must be 0 with schedule lin0 (it warms up by lin0_warmup_frac)")
+        if self.parallel == "fsdp" and self.ema != "none":
+            raise bad("ema", "must be 'none' with parallel fsdp (no EMA in the sharded path)")
         if self.batch_size % self.accumulation:
             raise ReproError(f"{key}.batch_size: {self.batch_size} is not divisible by "
                              f"{key}.accumulation = {self.accumulation}")

@@ -7,7 +7,11 @@ Guarantees:
   ``np.random.default_rng([seed, e])``; optimizer step k takes the next ``batch_size`` positions of
   that endless stream, splits them into ``accumulation`` micro-batches and each micro-batch into
   contiguous per-rank shards. Losses are scaled by 1/accumulation and DDP averages over ranks, so
-  every layout computes the gradient of the mean loss over the same global batch.
+  every layout computes the gradient of the mean loss over the same global batch
+  (``accumulation_reduce: sum`` leaves the 1/accumulation out: ``accumulation`` times that gradient,
+  for any number of processes at a given accumulation).
+- ``parallel: fsdp`` shards parameters, gradients and optimizer state over the processes
+  (train/fsdp.py); the arithmetic, the checkpoints and the model file are those of DDP.
 - torch (CPU and CUDA) is reseeded from (seed, step, rank) at the start of every step, so dropout
   after a resume is the same as without the interruption; no RNG state needs to be saved.
 - ``ckpt_dir/last.pt`` (plain data) is written atomically every ``checkpoint_every`` steps and at
@@ -40,6 +44,7 @@ from guidance_repro.io import atomic_path, timing_path, write_json
 from guidance_repro.train.checkpoint import (check_resume, load_resume_checkpoint, load_state_strict,
                                              save_atomic, save_checkpoint)
 from guidance_repro.train.config import TrainConfig
+from guidance_repro.train import fsdp
 from guidance_repro.train.ema import EMA
 from guidance_repro.train.schedule import lr_factor
 
@@ -50,8 +55,11 @@ CKPT_FORMAT = "guidance_repro.train/1"
 class TrainTask(Protocol):
     """What a trainer provides. Optional extras: ``param_groups(model, weight_decay) -> list[dict]``
     (groups may set their own 'lr' and 'weight_decay'), ``on_device(device)`` (move frozen extras,
-    e.g. a CCA reference model) and ``check_train_config(cfg)`` (refuse a train config its inputs
-    were not made for). ``loss`` receives the DDP wrapper under torchrun: call it (its
+    e.g. a CCA reference model), ``check_train_config(cfg)`` (refuse a train config its inputs
+    were not made for), ``begin_step(step, epoch)`` (called before a step's batches; ``epoch`` is
+    that of the step's first example, for augmentations drawn per epoch), ``fsdp_units(model)`` /
+    ``shard_frozen(shard)`` (train/fsdp.py) and ``recipe(cfg, world) -> dict`` (plain data recorded
+    in the model file under 'recipe': the semantics the task reproduces). ``loss`` receives the DDP wrapper under torchrun: call it (its
     forward syncs the gradients) and reach attributes through ``unwrap(model)``."""
 
     name: str
@@ -166,6 +174,27 @@ def _split_loss(out: Any) -> tuple[torch.Tensor, dict[str, float]]:
     return out, {}
 
 
+def accumulate(model: nn.Module, task: Any, batches: list, step: int, reduce: str,
+               autocast, no_sync, fetch=lambda b: b) -> tuple[torch.Tensor, int, dict[str, float]]:
+    """Forward and backward of one optimizer step's micro-batches (``fetch(b)`` makes each, in
+    turn); gradients accumulate in the parameters. ``reduce`` "mean" divides each micro-batch loss by their count, "sum" does not.
+    ``no_sync()`` is the context of a micro-batch whose gradients are not yet reduced over ranks.
+    Returns (sum of the micro-batch losses, their count, summed metrics)."""
+    total = torch.zeros((), dtype=torch.float64)
+    metrics_sum: dict[str, float] = {}
+    scale = 1.0 / len(batches) if reduce == "mean" else 1.0
+    for a, item in enumerate(batches):
+        batch = fetch(item)
+        with (contextlib.nullcontext() if a == len(batches) - 1 else no_sync()):
+            with autocast:
+                loss, metrics = _split_loss(task.loss(model, batch, step))
+            (loss * scale).backward()
+        total = total.to(loss.device) + loss.detach().double()
+        for k, v in metrics.items():
+            metrics_sum[k] = metrics_sum.get(k, 0.0) + v
+    return total, len(batches), metrics_sum
+
+
 def _cpu(state: dict) -> dict:
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 
@@ -213,8 +242,7 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
         task.on_device(device)
     model_config = task.model_config()
     train_config = cfg.to_dict()
-    opt = _optimizer(task, raw, cfg)
-    ema = EMA(raw, cfg) if cfg.ema != "none" else None
+    sharded = cfg.parallel == "fsdp" and world > 1
 
     def say(text: str) -> None:  # one line in the job's log, with or without a progress bar
         if rank == 0:
@@ -227,10 +255,18 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
         if ckpt.get("format") != CKPT_FORMAT:
             raise ReproError(f"{source}: not a training checkpoint of this loop; delete it")
         check_resume(ckpt, source, task.name, model_config, train_config)
-        load_state_strict(raw, ckpt["model"], source)
+        load_state_strict(raw, ckpt["model"], source)  # full weights, before any sharding
+    if sharded:
+        fsdp.shard(task, raw)  # in place: raw is now the sharded module
+    opt = _optimizer(task, raw, cfg)
+    ema = EMA(raw, cfg) if cfg.ema != "none" else None
+    if found is not None:
         try:
-            opt.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError) as exc:
+            if sharded:
+                fsdp.load_full_state(raw, opt, ckpt["model"], ckpt["optimizer"])
+            else:
+                opt.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
             raise ReproError(f"{source}: optimizer state does not fit the task's parameter "
                              f"groups ({exc}); delete it to start over") from None
         if ema is not None:
@@ -241,18 +277,30 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
     # unreadable file this run skipped (the good previous.pt would be overwritten by it).
     last_is_good = found is not None and found[1] == ckpt_path
 
-    model = DDP(raw, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else raw
+    use_ddp = world > 1 and not sharded
+    model = DDP(raw, device_ids=[device.index] if device.type == "cuda" else None) if use_ddp else raw
+    # FSDP reduce-scatters every micro-batch (sharded gradients accumulate: less memory than
+    # holding whole gradients until the last one); the sum over ranks is the same.
+    no_sync = model.no_sync if use_ddp else contextlib.nullcontext
     order = DataOrder(n, cfg.seed)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16")
     params = [p for g in opt.param_groups for p in g["params"]]
 
+    def states() -> tuple[dict, dict]:
+        """(model, optimizer) state dicts; whole ones gathered from the shards under FSDP (every
+        rank takes part; only rank 0's are complete)."""
+        if sharded:
+            return fsdp.full_model_state(raw), fsdp.full_optimizer_state(raw, opt)
+        return raw.state_dict(), opt.state_dict()
+
     def checkpoint(done: int, seconds: float) -> None:
         nonlocal last_is_good
+        model_sd, opt_sd = states()
         if rank != 0:
             return
         save_checkpoint({"format": CKPT_FORMAT, "task": task.name, "model_config": model_config,
-                         "train_config": train_config, "step": done, "model": raw.state_dict(),
-                         "optimizer": opt.state_dict(), "ema": ema.state_dict() if ema else None,
+                         "train_config": train_config, "step": done, "model": model_sd,
+                         "optimizer": opt_sd, "ema": ema.state_dict() if ema else None,
                          "log_rows": rows, "seconds": seconds}, ckpt_path, keep_previous=last_is_good)
         last_is_good = True
         _write_log(log_path, rows)
@@ -269,17 +317,16 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
         for g in opt.param_groups:
             g["lr"] = g["initial_lr"] * lr_f
         raw.train()
-        for a, mine in enumerate(micro_batches(order, step, B, acc, world, rank)):
-            batch = to_device(task.get_batch(mine), device)
-            sync = world == 1 or a == acc - 1
-            with (contextlib.nullcontext() if sync else model.no_sync()):
-                with autocast:
-                    loss, metrics = _split_loss(task.loss(model, batch, step))
-                (loss / acc).backward()
-            win_loss += loss.detach().double()
-            win_count += 1
-            for k, v in metrics.items():
-                win_metrics[k] = win_metrics.get(k, 0.0) + v
+        if hasattr(task, "begin_step"):
+            task.begin_step(step, step * B // n)
+        loss_sum, count, metrics = accumulate(
+            model, task, micro_batches(order, step, B, acc, world, rank), step,
+            cfg.accumulation_reduce, autocast, no_sync,
+            fetch=lambda mine: to_device(task.get_batch(mine), device))
+        win_loss += loss_sum.to(win_loss.device)
+        win_count += count
+        for k, v in metrics.items():
+            win_metrics[k] = win_metrics.get(k, 0.0) + v
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
@@ -315,10 +362,13 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
     timing = {"seconds": seconds_before + seconds, "resumed_from_step": start,
               "examples_per_s": (cfg.steps - start) * B / seconds if cfg.steps > start and seconds > 0
               else None}
+    final_sd = fsdp.full_model_state(raw) if sharded else None  # collective: before the rank test
     if rank == 0:
-        result = {"model": ema.model_state(raw) if ema else _cpu(raw.state_dict()),
+        result = {"model": ema.model_state(raw) if ema else _cpu(final_sd or raw.state_dict()),
                   "model_config": model_config, "task": task.name, "train_config": train_config,
                   "summary": stored}
+        if hasattr(task, "recipe"):  # the semantics the task reproduces, recorded with the weights
+            result["recipe"] = task.recipe(cfg, world)
         if ema is not None:
             result["model_raw"] = _cpu(raw.state_dict())
         save_atomic(result, out)

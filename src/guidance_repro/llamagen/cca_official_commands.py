@@ -1,0 +1,140 @@
+"""Paper-tier CCA fine-tuning of LlamaGen from the official files: ``llamagen-cca-official``.
+
+    torchrun --nproc_per_node=8 -m guidance_repro llamagen-cca-official --size B \
+        --pretrained c2i_B_384.pt --codes imagenet384_codes.npz \
+        --out results/cca/B.pt --out-official results/cca/c2i_B_384_CCA.pt
+
+The recipe is the paper's (cca.md §1.2/§1.3) unless a flag says otherwise: β 0.02 and λ per size,
+uncond_ratio 0.1, lr 1e-5 constant, AdamW (0.9, 0.95), wd 0.05 on >= 2-D weights, grad clip 1.0,
+one epoch at global batch 256, dropout kept in policy and reference (both in train mode), class
+dropout 1e-5 (1e-6 for XXL/3B, the FSDP sizes), bf16 autocast, and the official script's
+unusual semantics: the per-process micro-batch is 2 (negatives are rolled within it) and the
+micro-batch losses are SUMMED over the accumulation steps before clipping (``--accumulation-reduce
+mean`` is the corrected variant). XXL and 3B run FSDP (policy, reference and optimizer sharded).
+
+Two files come out: ``--out`` (the training loop's model file, with 'recipe' and 'train_config';
+resumable from ``<out>.ckpt/`` after a kill) and ``--out-official`` (``{'model': state dict}``,
+official key names, plus the recipe under 'cca_recipe'), which the official sampler and
+``sample-ar --official-gpt`` read; ``<out-official>.json`` holds the recipe as text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from guidance_repro.errors import ReproError
+
+# cca.md §1.3 (CCA, guidance-free sampling) and §1.2 (class dropout by script).
+LAMBDA = {"B": 1000.0, "L": 300.0, "XL": 1000.0, "XXL": 1000.0, "3B": 500.0}
+FSDP_SIZES = ("XXL", "3B")
+OFFICIAL_MICRO_BATCH = 2  # 256 / 8 GPUs / 16 accumulation steps
+
+
+def recipe_params(args: argparse.Namespace, world: int) -> tuple[dict, dict]:
+    """(task params, train config) of the run, from the flags and the per-size defaults."""
+    size = args.size
+    per_process = args.global_batch // args.micro_batch
+    if args.global_batch % (args.micro_batch * world):
+        raise ReproError(f"--global-batch: {args.global_batch} is not a multiple of --micro-batch x "
+                         f"processes = {args.micro_batch} x {world}")
+    accumulation = per_process // world
+    task = {"official_size": size, "image_size": args.image_size, "beta": args.beta,
+            "lam": LAMBDA[size] if args.lam is None else args.lam, "uncond_ratio": args.uncond_ratio,
+            "class_dropout": (1e-6 if size in FSDP_SIZES else 1e-5) if args.class_dropout is None
+            else args.class_dropout, "dropout": args.dropout, "method": args.method}
+    if args.model_overrides:
+        task["model_overrides"] = json.loads(args.model_overrides)
+    parallel = args.parallel or ("fsdp" if size in FSDP_SIZES else "ddp")
+    train = {"steps": args.steps, "batch_size": args.global_batch, "lr": args.lr,
+             "optimizer": "adamw", "betas": [0.9, 0.95], "weight_decay": 0.05, "schedule": "constant",
+             "grad_clip": 1.0, "accumulation": accumulation,
+             "accumulation_reduce": args.accumulation_reduce, "parallel": parallel,
+             "precision": args.precision, "seed": args.seed, "device": args.device,
+             "checkpoint_every": args.checkpoint_every, "log_every": args.log_every}
+    return task, train
+
+
+def _run(args: argparse.Namespace) -> None:
+    import torch
+
+    from guidance_repro.io import write_json
+    from guidance_repro.llamagen.cca_task import LlamaGenCCATask
+    from guidance_repro.llamagen.model import GPT, GPTConfig
+    from guidance_repro.llamagen.official import save_official_gpt
+    from guidance_repro.train.checkpoint import load_model_file, load_state_strict
+    from guidance_repro.train.config import TrainConfig
+    from guidance_repro.train.loop import train
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    task_params, train_params = recipe_params(args, world)
+    inputs = {"pretrained": Path(args.pretrained), "codes": Path(args.codes)}
+    if args.reference:
+        inputs["reference"] = Path(args.reference)
+    for key, path in inputs.items():
+        if not path.is_file():
+            raise ReproError(f"--{key}: {path} does not exist")
+    task = LlamaGenCCATask(task_params, inputs)
+    n = task.num_examples()
+    if train_params["steps"] is None:  # one epoch of whole global batches
+        train_params["steps"] = n // args.global_batch
+        if train_params["steps"] < 1:
+            raise ReproError(f"{args.codes}: {n} images, fewer than one global batch of {args.global_batch}")
+    cfg = TrainConfig.from_dict(train_params, key="train")
+    out = Path(args.out)
+    summary = train(task, cfg, out, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    done = load_model_file(out)
+    model = GPT(GPTConfig.from_dict(done["model_config"]))
+    load_state_strict(model, done["model"], out)
+    recipe = {**done["recipe"], "train_config": done["train_config"], "steps": done["summary"]["steps"],
+              "pretrained": str(args.pretrained), "reference": str(args.reference or args.pretrained),
+              "codes": str(args.codes)}
+    official = Path(args.out_official)
+    official.parent.mkdir(parents=True, exist_ok=True)
+    save_official_gpt(model, official, extra={"cca_recipe": recipe})
+    write_json(official.with_name(official.name + ".json"), recipe)
+    print(f"[llamagen-cca-official] {args.size}: {summary['steps']} steps on {summary['world_size']} "
+          f"process(es), accumulation {cfg.accumulation} ({cfg.accumulation_reduce}), final loss "
+          f"{summary['final_loss']:.6g} -> {out}, {official}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("llamagen-cca-official",
+                       help="paper tier: CCA fine-tune of an official c2i_*_384.pt (torchrun; FSDP for XXL/3B)")
+    p.add_argument("--size", required=True, choices=sorted(LAMBDA), help="LlamaGen size")
+    p.add_argument("--pretrained", required=True, help="official c2i_SIZE_384.pt (or a CCA release): the initial policy")
+    p.add_argument("--reference", default="", help="the frozen reference p_phi (default: --pretrained)")
+    p.add_argument("--codes", required=True, help="merged codes file (llamagen/crop_codes.py format)")
+    p.add_argument("--out", required=True, help="the training loop's model file (.pt)")
+    p.add_argument("--out-official", required=True, help="the fine-tuned GPT in the official layout (.pt)")
+    p.add_argument("--image-size", type=int, default=384)
+    p.add_argument("--global-batch", type=int, default=256)
+    p.add_argument("--micro-batch", type=int, default=OFFICIAL_MICRO_BATCH,
+                   help="per-process micro-batch; negatives are rolled within it (official: 2)")
+    p.add_argument("--accumulation-reduce", choices=("sum", "mean"), default="sum",
+                   help="sum (official: micro-batch losses summed before clipping) or mean (corrected)")
+    p.add_argument("--steps", type=int, default=None, help="default: one epoch of whole global batches")
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--beta", type=float, default=0.02)
+    p.add_argument("--lam", type=float, default=None, help="default: the paper's λ of --size")
+    p.add_argument("--uncond-ratio", type=float, default=0.1)
+    p.add_argument("--class-dropout", type=float, default=None, help="default 1e-5 (1e-6 for XXL/3B)")
+    p.add_argument("--dropout", choices=("keep", "off"), default="keep")
+    p.add_argument("--method", choices=("cca", "dpo", "unlearning"), default="cca")
+    p.add_argument("--parallel", choices=("ddp", "fsdp"), default="", help="default: fsdp for XXL/3B")
+    p.add_argument("--precision", choices=("bfloat16", "float32"), default="bfloat16")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--model-overrides", default="",
+                   help="JSON GPT fields over the official size (tiny test files only)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run)
