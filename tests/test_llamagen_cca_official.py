@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from guidance_repro.cli import main
+from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cca import AlignmentParams, alignment_conditions
 from guidance_repro.llamagen import official
 from guidance_repro.llamagen.cca_task import LlamaGenCCATask
@@ -61,6 +62,23 @@ def test_codes_file_one_variant_per_sample_per_epoch(files):
     codes, labels = data.draw(idx[3:5], 0, 0)
     assert np.array_equal(codes, raw[[3, 4], v0[3:5]]) and codes.dtype == np.int64
     assert isinstance(data.codes, np.memmap)
+
+
+def test_merged_codes_folder_gives_its_ten_views(files, tmp_path):
+    """The folder llamagen-merge-codes writes (codes.npy (N, 10, T), labels.npy) is read as its
+    10 views: LlamaGen's ten-crop extraction already holds the flips, so no crop x flip axis."""
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, 64, size=(6, 10, 16)).astype(np.int16)
+    np.save(tmp_path / "codes.npy", codes)
+    np.save(tmp_path / "labels.npy", rng.integers(0, 10, size=6))
+    data = CropCodes(tmp_path)
+    assert data.variants == 10 and data.tokens == 16 and len(data) == 6
+    idx = np.arange(6)
+    drawn, _ = data.draw(idx, 0, 0)
+    assert np.array_equal(drawn, codes[idx, data.variant(idx, 0, 0)])
+    np.save(tmp_path / "labels.npy", np.zeros(5, np.int64))
+    with pytest.raises(ReproError, match="6 images but labels"):
+        CropCodes(tmp_path)
 
 
 def test_official_micro_batch_rolls_within_two():

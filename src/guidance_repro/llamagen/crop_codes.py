@@ -1,18 +1,20 @@
-"""The merged ImageNet codes file CCA fine-tunes on (the input of ``llamagen-cca``).
+"""The merged ImageNet codes CCA fine-tunes on (the input of ``llamagen-cca``).
 
-Format (one uncompressed ``.npz``, as ``numpy.savez`` writes it):
+Two forms:
 
-- ``codes``: integers (N, 10, 2, T), any of uint16 / int16 / int32 / int64; T = grid² VQ-16 codes
-  of one 384-px crop in raster order (576). Axis 1 is the ten crops of LlamaGen's ten-crop
-  extraction, axis 2 the crop as cut (0) and horizontally flipped (1): 20 variants per image.
-- ``labels``: integers (N,), the ImageNet class 0..999 of each image.
+- the folder ``llamagen-merge-codes`` writes (llamagen/imagenet_codes.py): ``codes.npy``
+  (N, 10, T) and ``labels.npy`` (N,). The 10 views are LlamaGen's ten-crop extraction as the
+  official ``extract_codes_c2i --ten-crop`` stores them: TenCrop's five crops and their
+  horizontal flips (no further flip); T = 576 codes of one 384-px view in raster order;
+- one uncompressed ``.npz`` (``numpy.savez``) with ``codes`` and ``labels``: (N, 10, 2, T) (a
+  crop x flip layout; 20 variants), or one variant per image, (N, T) or (N, h, w), as the toy
+  tier's codes files.
 
 One variant per sample per epoch is drawn, as the official dataset draws one of the stored
 augmentations per access: variant = a seeded function of (seed, epoch, sample index), so the
-draw does not depend on the number of processes, the micro-batch layout or a resume.
-The ``codes`` member is memory-mapped straight out of the archive (ImageNet: 1.28 M x 20 x 576
-codes, 29.5 GB in uint16), so every process reads only the variants it trains on. Toy files with
-``codes`` (N, T) or (N, h, w) (one variant per image) are read as before.
+draw does not depend on the number of processes, the micro-batch layout or a resume. ``codes`` is
+memory-mapped (ImageNet: 1.28 M x 10 x 576 codes, about 15 GB in int16), so every process reads
+only the variants it trains on.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class CropCodes:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        if self.path.is_dir():
+            self._read_folder()
+            return
         try:
             with np.load(self.path) as z:
                 if "codes" not in z or "labels" not in z:
@@ -84,6 +89,20 @@ class CropCodes:
                              f"or one variant per image (N, T)")
         if len(self.labels) != len(self.codes) or self.labels.ndim != 1:
             raise ReproError(f"{self.path}: {len(self.codes)} images but labels of shape {self.labels.shape}")
+
+    def _read_folder(self) -> None:
+        """The merged folder of ``llamagen-merge-codes``: codes.npy (N, views, T), labels.npy."""
+        try:
+            codes = np.load(self.path / "codes.npy", mmap_mode="r")
+            self.labels = np.asarray(np.load(self.path / "labels.npy"), np.int64)
+        except (OSError, ValueError) as exc:
+            raise ReproError(f"{self.path}: not a merged codes folder (codes.npy, labels.npy: {exc})") from None
+        if codes.ndim != 3 or not np.issubdtype(codes.dtype, np.integer):
+            raise ReproError(f"{self.path}/codes.npy: shape {codes.shape} dtype {codes.dtype}, "
+                             "expected integers (N, views, tokens)")
+        if self.labels.shape != (len(codes),):
+            raise ReproError(f"{self.path}: {len(codes)} images but labels of shape {self.labels.shape}")
+        self.codes = codes
 
     def __len__(self) -> int:
         return len(self.codes)
