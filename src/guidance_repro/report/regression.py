@@ -7,14 +7,18 @@ collected without changes here:
 
 - ``<experiment>/metrics/*.json`` and ``<experiment>/<sub>/metrics/*.json`` (the ``evaluate`` rule),
 - ``<experiment>/<sub>/metrics.json`` (e.g. the 2-D toy of the autoguidance paper),
-- ``evaluators/*_quality.json`` (how good the toy evaluators are).
+- ``evaluators/*_quality.json`` (how good the toy evaluators are),
+- ``<experiment>/mechanism/*.json`` and ``<experiment>/<sub>/mechanism/*.json`` (mechanism metrics).
 
 Every numeric leaf is a metric, except protocol records, claims, config echoes and timings.
 
 Bands (``measure_bands``): for each metric present in every seed run, with min, max over the runs,
 ``band = [min - m, max + m]`` where ``m = max(margin * (max - min), rel_floor * |mean|, abs_floor)``.
-The expected file decides what is checked (``check``): a metric it lists that the run lacks, or
-whose value lies outside its band, is a failure; a metric the run has but the file does not list is
+The expected file decides what is checked (``check``), with three kinds of entries, each failure
+naming its kind: ``band`` (``metrics``: a metric outside its seed band, or missing), ``golden``
+(``golden``: {metric: {value, tol}}, values that do not move with the seed or the CPU, compared
+within a tolerance measured across thread counts) and ``mechanism`` (``mechanism``: rules on
+mechanism metrics, report/regression_rules.py). A metric the run has but no entry looks at is
 reported as unchecked (a new experiment, say), never a failure.
 """
 
@@ -27,8 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guidance_repro.errors import ReproError
+from guidance_repro.report.regression_rules import check_rules, validate_rules
 
-PATTERNS = ("*/metrics/*.json", "*/*/metrics/*.json", "*/*/metrics.json", "evaluators/*_quality.json")
+PATTERNS = ("*/metrics/*.json", "*/*/metrics/*.json", "*/*/metrics.json", "evaluators/*_quality.json",
+            "*/mechanism/*.json", "*/*/mechanism/*.json")
+KINDS = ("band", "golden", "mechanism")
 # Subtrees that are not measurements: the protocol, claims (derived booleans), config echoes.
 SKIP_SUBTREES = {"protocol", "claims", "weights", "sampler", "config"}
 # Leaves that are counts or settings recorded beside the metrics, not outcomes.
@@ -122,7 +129,7 @@ def failure_message(name: str, value: float, band: dict) -> str:
 
 @dataclass
 class CheckResult:
-    failures: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (kind, message)
     checked: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
 
@@ -130,25 +137,54 @@ class CheckResult:
     def ok(self) -> bool:
         return not self.failures
 
+    def count(self, kind: str) -> int:
+        return sum(k == kind for k, _ in self.failures)
 
-def check(metrics: dict[str, float], expected: dict[str, dict]) -> CheckResult:
-    """Compare a run's metrics with the expected bands ({metric: {low, high, ...}})."""
-    result = CheckResult()
+
+def _check_bands(metrics: dict[str, float], expected: dict[str, dict], result: CheckResult) -> None:
     for name, band in sorted(expected.items()):
         result.checked.append(name)
         if name not in metrics:
-            result.failures.append(f"{name} is missing from the results (expected in the band "
-                                   f"[{_num(band['low'])}, {_num(band['high'])}])")
+            result.failures.append(("band", f"{name} is missing from the results (expected in the band "
+                                            f"[{_num(band['low'])}, {_num(band['high'])}])"))
             continue
         value = metrics[name]
         if not (math.isfinite(value) and band["low"] <= value <= band["high"]):
-            result.failures.append(failure_message(name, value, band))
-    result.unchecked = sorted(set(metrics) - set(expected))
+            result.failures.append(("band", failure_message(name, value, band)))
+
+
+def _check_golden(metrics: dict[str, float], golden: dict[str, dict], result: CheckResult) -> None:
+    for name, entry in sorted(golden.items()):
+        result.checked.append(name)
+        if name not in metrics:
+            result.failures.append(("golden", f"{name} is missing from the results (golden value "
+                                              f"{_num(entry['value'])} ± {_num(entry['tol'])})"))
+        elif not abs(metrics[name] - entry["value"]) <= entry["tol"]:
+            result.failures.append(("golden", f"{name} = {_num(metrics[name])} is not the golden value "
+                                              f"{_num(entry['value'])} ± {_num(entry['tol'])}"))
+
+
+def check(metrics: dict[str, float], expected: dict[str, dict], golden: dict[str, dict] | None = None,
+          rules: list[dict] | None = None) -> CheckResult:
+    """Compare a run's metrics with the expected bands ({metric: {low, high, ...}}), golden values
+    ({metric: {value, tol}}) and mechanism rules (report/regression_rules.py)."""
+    result = CheckResult()
+    _check_bands(metrics, expected, result)
+    _check_golden(metrics, golden or {}, result)
+    failures, checked, used = check_rules(metrics, rules or [])
+    result.failures += [("mechanism", f) for f in failures]
+    result.checked += checked
+    result.unchecked = sorted(set(metrics) - set(expected) - set(golden or {}) - used)
     return result
 
 
 def load_expected(path: str | Path) -> dict[str, dict]:
     """The ``metrics`` section of an expected file, every band checked for low/high."""
+    return load_entries(path)[0]
+
+
+def load_entries(path: str | Path) -> tuple[dict[str, dict], dict[str, dict], list[dict]]:
+    """(bands, golden values, mechanism rules) of an expected file, each checked."""
     path = Path(path)
     if not path.is_file():
         raise ReproError(f"{path}: no expected-metrics file (make one with tools/measure_regression_bands.py)")
@@ -163,4 +199,11 @@ def load_expected(path: str | Path) -> dict[str, dict]:
         if not (isinstance(band, dict) and isinstance(band.get("low"), (int, float))
                 and isinstance(band.get("high"), (int, float)) and band["low"] <= band["high"]):
             raise ReproError(f"{path}: metrics.{name} needs numbers low <= high")
-    return metrics
+    golden = data.get("golden", {})
+    if not isinstance(golden, dict):
+        raise ReproError(f"{path}: 'golden' must map metric names to {{value, tol}}")
+    for name, entry in golden.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("value"), (int, float))
+                and isinstance(entry.get("tol"), (int, float)) and entry["tol"] >= 0):
+            raise ReproError(f"{path}: golden.{name} needs numbers value and tol >= 0")
+    return metrics, golden, validate_rules(data.get("mechanism", []), str(path))
