@@ -178,14 +178,28 @@ def _reference_logp(args: argparse.Namespace) -> None:
     print(f"[cca-reference-logp] {len(arrays['step'])} micro-batches of {cfg.steps} steps -> {args.out}")
 
 
+def _held_out_codes(inputs: dict, num: int):
+    """The first ``num`` held-out sequences: a codes file, or the test split's first ``num``
+    images encoded (not the whole split: the metric needs a fixed batch, not the split)."""
+    import numpy as np
+
+    from guidance_repro.llamagen.model import load_codes
+    if "codes" in inputs or "data" not in inputs or "tokenizer" not in inputs:
+        return load_codes(inputs, split="test")
+    from guidance_repro.data.fashion_mnist import load
+    from guidance_repro.llamagen.tokenizer import load_vq
+    images, labels = load(inputs["data"]).split("test")
+    codes = load_vq(inputs["tokenizer"]).encode(images[:num])
+    return np.asarray(codes, np.int64).reshape(len(codes), -1), np.asarray(labels[:num], np.int64)
+
+
 def _mechanism(args: argparse.Namespace) -> None:
     from guidance_repro.io import write_json
     from guidance_repro.llamagen.mechanism import mechanism_metrics
-    from guidance_repro.llamagen.model import load_codes
     from guidance_repro.train.commands import parse_inputs
     _threads(args.threads)
     inputs = parse_inputs(args.input)
-    codes, labels = load_codes(inputs, split="test")
+    codes, labels = _held_out_codes(inputs, args.num)
     if len(codes) < args.num:
         raise ReproError(f"--input: {len(codes)} held-out sequences, --num {args.num} needed")
     if "train_codes" not in inputs:

@@ -192,9 +192,9 @@ def load_entries(path: str | Path) -> tuple[dict[str, dict], dict[str, dict], li
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ReproError(f"{path}: not valid JSON ({exc})") from exc
-    metrics = data.get("metrics") if isinstance(data, dict) else None
-    if not isinstance(metrics, dict) or not metrics:
-        raise ReproError(f"{path}: no 'metrics' section")
+    metrics = data.get("metrics", {}) if isinstance(data, dict) else None
+    if not isinstance(metrics, dict) or not (metrics or data.get("golden") or data.get("mechanism")):
+        raise ReproError(f"{path}: no 'metrics' section (nor golden values or mechanism rules)")
     for name, band in metrics.items():
         if not (isinstance(band, dict) and isinstance(band.get("low"), (int, float))
                 and isinstance(band.get("high"), (int, float)) and band["low"] <= band["high"]):
