@@ -259,3 +259,12 @@ def test_load_entries_checks_rules_and_golden(tmp_path):
     p.write_text(json.dumps({"metrics": {"a:fid": band}, "golden": {"g:x": {"value": 1.0}}}))
     with pytest.raises(ReproError, match="golden.g:x needs numbers value and tol"):
         regression.load_entries(p)
+
+
+def test_partial_check_looks_only_at_the_files_the_run_has():
+    m = {k: v for k, v in mech_metrics().items() if not k.startswith("edm/")}
+    bands = {**EXPECTED, f"{MECH}:cfg_kl.s2": {"low": 0.0, "high": 1.0}}
+    assert not regression.check(m, bands, rules=RULES).ok
+    result = regression.check(m, bands, rules=RULES, partial=True)
+    assert result.ok and f"{MECH}:cfg_kl.s2" in result.checked
+    assert "x/metrics/p.json:fid" not in result.checked and len(result.checked) == 1 + 4

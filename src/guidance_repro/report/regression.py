@@ -24,6 +24,7 @@ reported as unchecked (a new experiment, say), never a failure.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import statistics
@@ -164,11 +165,21 @@ def _check_golden(metrics: dict[str, float], golden: dict[str, dict], result: Ch
                                               f"{_num(entry['value'])} ± {_num(entry['tol'])}"))
 
 
+def _present(entries: dict[str, dict], files: set[str]) -> dict[str, dict]:
+    return {name: e for name, e in entries.items() if name.split(":", 1)[0] in files}
+
+
 def check(metrics: dict[str, float], expected: dict[str, dict], golden: dict[str, dict] | None = None,
-          rules: list[dict] | None = None) -> CheckResult:
+          rules: list[dict] | None = None, partial: bool = False) -> CheckResult:
     """Compare a run's metrics with the expected bands ({metric: {low, high, ...}}), golden values
-    ({metric: {value, tol}}) and mechanism rules (report/regression_rules.py)."""
+    ({metric: {value, tol}}) and mechanism rules (report/regression_rules.py). ``partial``: only
+    the entries whose results file the run has (a run of some slices, tools/mutation_score.py)."""
     result = CheckResult()
+    golden = golden or {}
+    if partial:
+        files = {name.split(":", 1)[0] for name in metrics}
+        expected, golden = _present(expected, files), _present(golden, files)
+        rules = [r for r in rules or [] if fnmatch.filter(sorted(files), r["files"])]
     _check_bands(metrics, expected, result)
     _check_golden(metrics, golden or {}, result)
     failures, checked, used = check_rules(metrics, rules or [])
