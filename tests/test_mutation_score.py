@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 
 import pytest
 
@@ -15,6 +16,7 @@ from guidance_repro.errors import ReproError
 def load_tool():
     spec = importlib.util.spec_from_file_location("mutation_score", ROOT / "tools" / "mutation_score.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["mutation_score"] = mod  # its dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 
