@@ -171,7 +171,9 @@ def main() -> None:
     ap.add_argument("--base", required=True, type=Path, help="workdir of a finished smoke run")
     ap.add_argument("--workroot", required=True, type=Path)
     ap.add_argument("--only", nargs="*", default=[], help="names of the mutations to run (default all)")
-    ap.add_argument("--clean", type=int, default=0, help="seed-shifted clean runs (false alarms)")
+    ap.add_argument("--clean", type=int, default=0, help="seed-shifted clean runs (false alarms), shifts 1..K")
+    ap.add_argument("--clean-shifts", nargs="*", type=int, default=[], help="these seed shifts instead")
+    ap.add_argument("--no-mutations", action="store_true", help="only the clean runs")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--out", required=True, type=Path, help="JSON table")
     ap.add_argument("--markdown", required=True, type=Path, help="markdown table")
@@ -183,7 +185,7 @@ def main() -> None:
         raise SystemExit(f"--base: {args.base}/results is not a folder")
     rows = []
     for m in MUTATIONS:
-        if args.only and m.name not in args.only:
+        if args.no_mutations or (args.only and m.name not in args.only):
             continue
         code = args.workroot / m.name / "code"
         if code.exists():
@@ -197,7 +199,8 @@ def main() -> None:
               f" ({row['seconds']:.0f} s)", flush=True)
         rows.append(row)
     clean = []
-    if args.clean:
+    shifts = args.clean_shifts or list(range(1, args.clean + 1))
+    if shifts:
         code = args.workroot / "clean" / "code"
         snapshot(code)
         cfg = yaml.safe_load((args.base / "config" / "config.yaml").read_text())
@@ -205,7 +208,7 @@ def main() -> None:
         # every model the targets use, the sampling and the evaluation.
         rules = tuple(sorted({r for m in MUTATIONS for r in m.rules} | set(CLEAN_TRAINING)))
         targets = tuple(sorted({t for m in MUTATIONS for t in m.targets}))
-        for k in range(1, args.clean + 1):
+        for k in shifts:
             run = args.workroot / "clean" / f"shift{k}"
             prepare_run(args.base, run, seed_variant(cfg, k)[0])
             res = run_one(code, run, rules, targets, args.cores)
