@@ -113,7 +113,7 @@ def test_smoke_metrics_stay_in_their_regression_bands(smoke_run):
     workdir, _ = smoke_run
     proc = regression_check(workdir / "results")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "metrics in their band" in proc.stdout
+    assert "metrics in their band" in proc.stdout and "mechanism rules hold" in proc.stdout
 
 
 def test_regression_check_fails_when_the_cfg_scale_is_ignored(smoke_run, tmp_path):
@@ -156,8 +156,8 @@ def test_regression_check_fails_when_the_cfg_scale_is_ignored(smoke_run, tmp_pat
     proc = regression_check(broken)
     assert proc.returncode == 2, proc.stdout[-3000:]
     fid = json.loads(metrics.read_text())["fid"]
-    assert f"FAIL autoguidance/fmnist/metrics/{point}.json:fid = {fid:.6g} outside the band [" in proc.stderr
+    assert f"FAIL [band] autoguidance/fmnist/metrics/{point}.json:fid = {fid:.6g} outside the band [" in proc.stderr
     assert "error: regression check of" in proc.stderr
     # Only the broken point leaves its band.
-    failing = {line.split(" ")[1] for line in proc.stderr.splitlines() if line.startswith("FAIL ")}
+    failing = {line.split(" ")[2] for line in proc.stderr.splitlines() if line.startswith("FAIL [band] ")}
     assert failing and all(name.startswith(f"autoguidance/fmnist/metrics/{point}.json:") for name in failing)

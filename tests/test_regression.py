@@ -117,15 +117,16 @@ def test_check_out_of_band_names_metric_value_and_band():
     band = EXPECTED["x/metrics/p.json:fid"]
     low, high = 138.0 - 24.4, 162.4 + 24.4
     assert (band["low"], band["high"]) == (pytest.approx(low), pytest.approx(high))
-    assert result.failures[0] == (f"x/metrics/p.json:fid = 412.3 outside the band [{low:.6g}, {high:.6g}] "
-                                  f"(measured over 5 seeds: mean 150.12, min 138, max 162.4)")
+    assert result.failures[0] == ("band", f"x/metrics/p.json:fid = 412.3 outside the band [{low:.6g}, {high:.6g}] "
+                                          f"(measured over 5 seeds: mean 150.12, min 138, max 162.4)")
 
 
 def test_check_missing_and_non_finite_metrics_fail():
     result = regression.check({"x/metrics/p.json:fid": math.nan}, EXPECTED)
     assert len(result.failures) == 2
-    assert result.failures[0].startswith("x/metrics/p.json:fid = nan outside the band")
-    assert result.failures[1].startswith("x/metrics/p.json:precision is missing from the results")
+    assert [k for k, _ in result.failures] == ["band", "band"]
+    assert result.failures[0][1].startswith("x/metrics/p.json:fid = nan outside the band")
+    assert result.failures[1][1].startswith("x/metrics/p.json:precision is missing from the results")
 
 
 def test_cli_bands_then_check_pass_and_fail(tmp_path, capsys):
@@ -139,16 +140,16 @@ def test_cli_bands_then_check_pass_and_fail(tmp_path, capsys):
     assert (fid["low"], fid["high"]) == (pytest.approx(138.0), pytest.approx(174.0))
 
     assert main(["regression-check", "--results", str(runs[1]), "--expected", str(out)]) == 0
-    assert "8 metrics in their band, 0 unchecked" in capsys.readouterr().out
+    assert "8 metrics in their band, 0 golden values, 0 mechanism rules hold, 0 unchecked" in capsys.readouterr().out
 
     broken = fake_results(tmp_path / "broken", fid=300.0)
     write(broken / "star" / "metrics" / "new.json", {"fid": 1.0})
     assert main(["regression-check", "--results", str(broken), "--expected", str(out)]) == 2
     cap = capsys.readouterr()
     assert "unchecked (not in" in cap.out and "star/metrics/new.json:fid" in cap.out
-    assert ("FAIL cca_llamagen/metrics/S-pretrained-cfg2.json:fid = 300 outside the band [138, 174] "
+    assert ("FAIL [band] cca_llamagen/metrics/S-pretrained-cfg2.json:fid = 300 outside the band [138, 174] "
             "(measured over 4 seeds: mean 156, min 150, max 162)") in cap.err
-    assert "error: regression check of" in cap.err and "1 of 8 metrics" in cap.err
+    assert "error: regression check of" in cap.err and "1 of 8 entries failed (1 band)" in cap.err
 
 
 def test_load_expected_errors(tmp_path):
@@ -191,3 +192,79 @@ def test_seed_variants_shift_every_run_seed_but_not_the_data():
     assert not any(k.startswith("data.") for k in shifted)
     assert "seed" not in v["data"].get("compositions", {}) and v["data"] == cfg["data"]
     assert set(v) == set(cfg)  # no section switched on by a seed
+
+
+MECH = "cca_llamagen/mechanism/S.json"
+RULES = [
+    {"files": "cca_llamagen/mechanism/*.json", "rule": "zero", "keys": ["cfg_kl.s1"], "tol": 1e-9},
+    {"files": "cca_llamagen/mechanism/*.json", "rule": "increasing",
+     "keys": ["cfg_kl.s1", "cfg_kl.s2", "cfg_kl.s3"], "min_step": 0.05},
+    {"files": "cca_llamagen/mechanism/*.json", "rule": "positive", "keys": ["rise.base"], "min": 1e-3},
+    {"files": "cca_llamagen/mechanism/*.json", "rule": "differ", "keys": ["rise.base", "rise.lam"],
+     "min_rel": 1e-4},
+    {"files": "edm/mechanism/*.json", "rule": "proportional", "keys": ["d.w2", "d.w3"],
+     "factors": [1, 2], "rel_tol": 0.01, "min": 1e-6},
+]
+
+
+def mech_metrics(**over):
+    m = {f"{MECH}:cfg_kl.s1": 0.0, f"{MECH}:cfg_kl.s2": 0.02, f"{MECH}:cfg_kl.s3": 0.05,
+         f"{MECH}:rise.base": 0.5, f"{MECH}:rise.lam": 0.6,
+         "edm/mechanism/x.json:d.w2": 0.3, "edm/mechanism/x.json:d.w3": 0.6}
+    m.update({f"{MECH}:{k.replace('__', '.')}": v for k, v in over.items()})
+    return m
+
+
+def test_mechanism_rules_pass_on_a_working_method_and_name_the_broken_rule():
+    result = regression.check(mech_metrics(), {}, rules=RULES)
+    assert result.ok and result.unchecked == [] and len(result.checked) == len(RULES)
+    # The CFG scale ignored: KL 0 at every scale.
+    broken = regression.check(mech_metrics(cfg_kl__s2=0.0, cfg_kl__s3=0.0), {}, rules=RULES)
+    assert [k for k, _ in broken.failures] == ["mechanism"]
+    assert "rule increasing on cfg_kl.s1, cfg_kl.s2, cfg_kl.s3 fails: does not grow" in broken.failures[0][1]
+    # The negative sign flipped (the margin falls) and λ ignored (two equal rises).
+    broken = regression.check(mech_metrics(rise__base=-0.3, rise__lam=-0.3), {}, rules=RULES)
+    msgs = [m for _, m in broken.failures]
+    assert len(msgs) == 2 and "rule positive" in msgs[0] and "do not differ" in msgs[1]
+    # Not linear in w - 1.
+    broken = regression.check({**mech_metrics(), "edm/mechanism/x.json:d.w3": 0.3}, {}, rules=RULES)
+    assert "not proportional" in broken.failures[0][1]
+
+
+def test_mechanism_rules_fail_on_missing_files_or_keys():
+    m = mech_metrics()
+    del m[f"{MECH}:rise.lam"]
+    result = regression.check({k: v for k, v in m.items() if not k.startswith("edm/")}, {}, rules=RULES)
+    msgs = [msg for _, msg in result.failures]
+    assert f"{MECH}:rise.lam is missing from the results (rule differ)" in msgs
+    assert any("no results file matches edm/mechanism/*.json" in msg for msg in msgs)
+
+
+def test_golden_entries_fail_outside_their_tolerance_with_their_kind():
+    golden = {"golden/llamagen.json:loss.0": {"value": 3.5, "tol": 1e-5}}
+    assert regression.check({"golden/llamagen.json:loss.0": 3.500004}, {}, golden).ok
+    result = regression.check({"golden/llamagen.json:loss.0": 3.6}, {}, golden)
+    assert result.failures == [("golden", "golden/llamagen.json:loss.0 = 3.6 is not the golden value 3.5 ± 1e-05")]
+
+
+def test_load_entries_checks_rules_and_golden(tmp_path):
+    p = tmp_path / "e.json"
+    band = {"low": 0.0, "high": 1.0}
+    p.write_text(json.dumps({"metrics": {"a:fid": band}, "mechanism": [{"files": "x", "rule": "bigger", "keys": ["k"]}]}))
+    with pytest.raises(ReproError, match=r"mechanism\[0\].rule: must be one of"):
+        regression.load_entries(p)
+    p.write_text(json.dumps({"metrics": {"a:fid": band}, "mechanism": [{"files": "x", "rule": "zero", "keys": ["k"]}]}))
+    with pytest.raises(ReproError, match=r"mechanism\[0\].tol: missing"):
+        regression.load_entries(p)
+    p.write_text(json.dumps({"metrics": {"a:fid": band}, "golden": {"g:x": {"value": 1.0}}}))
+    with pytest.raises(ReproError, match="golden.g:x needs numbers value and tol"):
+        regression.load_entries(p)
+
+
+def test_partial_check_looks_only_at_the_files_the_run_has():
+    m = {k: v for k, v in mech_metrics().items() if not k.startswith("edm/")}
+    bands = {**EXPECTED, f"{MECH}:cfg_kl.s2": {"low": 0.0, "high": 1.0}}
+    assert not regression.check(m, bands, rules=RULES).ok
+    result = regression.check(m, bands, rules=RULES, partial=True)
+    assert result.ok and f"{MECH}:cfg_kl.s2" in result.checked
+    assert "x/metrics/p.json:fid" not in result.checked and len(result.checked) == 1 + 4

@@ -137,6 +137,22 @@ rule autoguidance_edm2_check:
         "guidance-repro autoguidance-edm2-check --config {params.c} --out {output} > {log} 2>&1"
 
 
+rule autoguidance_image_mechanism:
+    input:
+        main=f"{AG_IMG}/models/main.pt",
+        uncond=f"{AG_IMG}/models/uncond.pt",
+        autoguide=f"{AG_IMG}/models/autoguide.pt",
+    output:
+        f"{AG_IMG}/mechanism/guidance.json",
+    log:
+        f"{AG_IMG}/logs/mechanism.log",
+    threads: 1
+    shell:
+        "OMP_NUM_THREADS={threads} guidance-repro autoguidance-mechanism --main {input.main}"
+        " --guide cfg={input.uncond} --guide autoguidance={input.autoguide}"
+        " --out {output} > {log} 2>&1"
+
+
 rule autoguidance_all:
     input:
         lambda w: ag_targets(),

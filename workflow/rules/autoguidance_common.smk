@@ -59,7 +59,11 @@ def ag_targets():
         ]
     # The image experiment's metrics use the evaluator rules (workflow/rules/evaluators.smk).
     if "image" in AG and AG["image"].get("enabled", True):
-        out += [f"{AG_IMG}/report/claims.csv", f"{AG_IMG}/report/ablation.md"]
+        out += [
+            f"{AG_IMG}/report/claims.csv",
+            f"{AG_IMG}/report/ablation.md",
+            f"{AG_IMG}/mechanism/guidance.json",
+        ]
     if AG.get("edm2", {}).get("enabled", False):
         out += ["results/autoguidance/edm2/check.json"]
     return out

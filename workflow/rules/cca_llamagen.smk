@@ -279,6 +279,26 @@ rule cca_llamagen_check_official:
         " --image-size {params.size} --out {output} > {log} 2>&1"
 
 
+rule cca_llamagen_mechanism:
+    input:
+        model=f"{CL_DIR}/models/{{lg_model}}-pretrained.pt",
+        codes=f"{CL_DIR}/codes-train.npz",
+        tok=f"{CL_DIR}/tokenizer.pt",
+        data="results/data/fashion_mnist.npz",
+    output:
+        f"{CL_DIR}/mechanism/{{lg_model}}.json",
+    log:
+        f"{CL_DIR}/logs/mechanism-{{lg_model}}.log",
+    params:
+        b0=lambda w: cl_main()[0],
+        l0=lambda w: cl_main()[1],
+        mode=CL["cca"]["beta_mode"],
+    shell:
+        "guidance-repro llamagen-mechanism --pretrained {input.model} --input train_codes={input.codes}"
+        " --input data={input.data} --input tokenizer={input.tok} --beta {params.b0} --lam {params.l0}"
+        " --beta-mode {params.mode} --out {output} > {log} 2>&1"
+
+
 rule cca_llamagen_all:
     input:
         (
@@ -290,6 +310,7 @@ rule cca_llamagen_all:
                 else [
                     f"{CL_DIR}/metrics/reconstruction-test.json",
                     expand(f"{CL_DIR}/metrics/{{p}}.json", p=cl_noise_points()),
+                    expand(f"{CL_DIR}/mechanism/{{m}}.json", m=cl_models()),
                     rules.cca_llamagen_figures.output,
                     rules.cca_llamagen_grid.output,
                     rules.cca_llamagen_claims.output,

@@ -228,6 +228,19 @@ rule cca_var_check_official:
         " --out {output} > {log} 2>&1"
 
 
+rule cca_var_mechanism:
+    input:
+        model=f"{CV_DIR}/models/d{{depth}}-pretrained.pt",
+        tok=f"{CV_DIR}/tokenizer.pt",
+    output:
+        f"{CV_DIR}/mechanism/d{{depth}}.json",
+    log:
+        f"{CV_DIR}/logs/mechanism-d{{depth}}.log",
+    shell:
+        "guidance-repro var-mechanism --model {input.model} --tokenizer {input.tok}"
+        " --out {output} > {log} 2>&1"
+
+
 rule cca_var_all:
     input:
         (
@@ -235,6 +248,7 @@ rule cca_var_all:
             if config["tier"] == "paper"
             else [
                 f"{CV_DIR}/metrics/reconstruction-test.json",
+                expand(f"{CV_DIR}/mechanism/{{m}}.json", m=cv_models()),
                 rules.cca_var_figures.output,
                 rules.cca_var_grid.output,
                 rules.cca_var_claims.output,

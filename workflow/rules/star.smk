@@ -278,6 +278,17 @@ rule star_check_paper:
         " --out {output} > {log} 2>&1"
 
 
+rule star_mechanism:
+    input:
+        f"{ST_DIR}/models/rope-low.pt",
+    output:
+        f"{ST_DIR}/mechanism/rope.json",
+    log:
+        f"{ST_DIR}/logs/mechanism.log",
+    shell:
+        "guidance-repro star-mechanism --model {input} --out {output} > {log} 2>&1"
+
+
 rule star_all:
     input:
         (
@@ -287,6 +298,7 @@ rule star_all:
                 st_paper_targets()
                 if config["tier"] == "paper"
                 else [
+                    rules.star_mechanism.output,
                     rules.star_figures.output,
                     rules.star_grid.output,
                     rules.star_claims.output,

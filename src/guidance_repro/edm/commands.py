@@ -56,6 +56,27 @@ def _sample(args: argparse.Namespace) -> None:
           f"{meta['seconds']:.1f} s -> {args.out}")
 
 
+def _mechanism(args: argparse.Namespace) -> None:
+    from guidance_repro.edm.mechanism import WEIGHTS, SIGMA, ema_gap, fixed_inputs, guided_distances
+    from guidance_repro.edm.task import load_denoiser
+    from guidance_repro.train.checkpoint import load_model_file
+    from guidance_repro.train.commands import parse_inputs
+
+    guides = parse_inputs(args.guide)
+    unknown = sorted(set(guides) - {"cfg", "autoguidance"})
+    if unknown:
+        raise ReproError(f"--guide {unknown[0]}=...: the method must be cfg or autoguidance")
+    main = load_denoiser(args.main)
+    x, sigma, labels = fixed_inputs()
+    out = {"guided_distance": {m: guided_distances(main, load_denoiser(p), m, x, sigma, labels)
+                               for m, p in sorted(guides.items())},
+           "ema_gap": {name: ema_gap(load_model_file(p)) for name, p in
+                       sorted({"main": Path(args.main), **guides}.items())},
+           "protocol": {"sigma": SIGMA, "weights": list(WEIGHTS), "inputs": int(len(x)), "seed": 0}}
+    write_json(args.out, out)
+    print(f"[autoguidance-mechanism] {len(guides)} guide(s) -> {args.out}")
+
+
 def _report(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -108,7 +129,18 @@ def _edm2_check(args: argparse.Namespace) -> None:
     print(f"[autoguidance-edm2-check] files present, trust_pickle set -> {args.out}")
 
 
+def _register_mechanism(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("autoguidance-mechanism", help="mechanism metrics: |D_w - D_1| at fixed (x, sigma) "
+                       "per w and guide, EMA vs raw weights")
+    p.add_argument("--main", required=True, help="the main model file")
+    p.add_argument("--guide", action="append", default=[], metavar="METHOD=PATH",
+                   help="cfg=UNCOND.pt and/or autoguidance=AUTOGUIDE.pt")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_mechanism)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_mechanism(sub)
     p = sub.add_parser("autoguidance-sample", help="sample a Fashion-MNIST EDM model with guidance")
     p.add_argument("--main", required=True, help="main model (edm-fmnist, conditional)")
     p.add_argument("--guide", default="", help="guide model (autoguidance: conditional; cfg: uncond)")

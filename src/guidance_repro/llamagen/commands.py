@@ -18,6 +18,7 @@ Heavy imports stay inside the command functions so that the CLI starts fast.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
@@ -177,7 +178,53 @@ def _reference_logp(args: argparse.Namespace) -> None:
     print(f"[cca-reference-logp] {len(arrays['step'])} micro-batches of {cfg.steps} steps -> {args.out}")
 
 
+def _held_out_codes(inputs: dict, num: int):
+    """The first ``num`` held-out sequences: a codes file, or the test split's first ``num``
+    images encoded (not the whole split: the metric needs a fixed batch, not the split)."""
+    import numpy as np
+
+    from guidance_repro.llamagen.model import load_codes
+    if "codes" in inputs or "data" not in inputs or "tokenizer" not in inputs:
+        return load_codes(inputs, split="test")
+    from guidance_repro.data.fashion_mnist import load
+    from guidance_repro.llamagen.tokenizer import load_vq
+    images, labels = load(inputs["data"]).split("test")
+    codes = load_vq(inputs["tokenizer"]).encode(images[:num])
+    return np.asarray(codes, np.int64).reshape(len(codes), -1), np.asarray(labels[:num], np.int64)
+
+
+def _mechanism(args: argparse.Namespace) -> None:
+    from guidance_repro.io import write_json
+    from guidance_repro.llamagen.mechanism import mechanism_metrics
+    from guidance_repro.train.commands import parse_inputs
+    _threads(args.threads)
+    inputs = parse_inputs(args.input)
+    codes, labels = _held_out_codes(inputs, args.num)
+    if len(codes) < args.num:
+        raise ReproError(f"--input: {len(codes)} held-out sequences, --num {args.num} needed")
+    if "train_codes" not in inputs:
+        raise ReproError("--input train_codes=CODES.npz: the probe fine-tune's training codes are needed")
+    metrics = mechanism_metrics(args.pretrained, inputs["train_codes"], codes[:args.num], labels[:args.num],
+                                args.beta, args.lam, args.beta_mode, seed=args.seed)
+    write_json(args.out, metrics)
+    print(f"[llamagen-mechanism] {args.num} held-out sequences -> {args.out}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("llamagen-mechanism", help="mechanism metrics: CFG KL per scale, CCA margin rise")
+    p.add_argument("--pretrained", required=True, type=Path, help="the pretrained GPT model file")
+    p.add_argument("--input", action="append", default=[], metavar="KEY=PATH",
+                   help="train_codes=CODES.npz (the probe fine-tune's data) and the held-out codes: "
+                        "codes=HELD.npz, or data=fashion_mnist.npz and tokenizer=T.pt (its test split)")
+    p.add_argument("--beta", type=float, required=True, help="the slice's CCA beta (probe at beta, 2 beta)")
+    p.add_argument("--lam", type=float, required=True, help="the slice's CCA lambda (probe at lambda, 3 lambda)")
+    p.add_argument("--beta-mode", default="sequence", help="sequence | per_token, as the slice's")
+    p.add_argument("--num", type=int, default=64, help="held-out sequences used")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled prefixes of cfg_kl")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_mechanism)
+
     p = sub.add_parser("encode-codes", help="VQ codes (N, h, w) + labels of a dataset split, once")
     add_tokenizer_args(p, "train", reconstruct=False)
     p.set_defaults(func=_encode)

@@ -7,19 +7,24 @@ collected without changes here:
 
 - ``<experiment>/metrics/*.json`` and ``<experiment>/<sub>/metrics/*.json`` (the ``evaluate`` rule),
 - ``<experiment>/<sub>/metrics.json`` (e.g. the 2-D toy of the autoguidance paper),
-- ``evaluators/*_quality.json`` (how good the toy evaluators are).
+- ``evaluators/*_quality.json`` (how good the toy evaluators are),
+- ``<experiment>/mechanism/*.json`` and ``<experiment>/<sub>/mechanism/*.json`` (mechanism metrics).
 
 Every numeric leaf is a metric, except protocol records, claims, config echoes and timings.
 
 Bands (``measure_bands``): for each metric present in every seed run, with min, max over the runs,
 ``band = [min - m, max + m]`` where ``m = max(margin * (max - min), rel_floor * |mean|, abs_floor)``.
-The expected file decides what is checked (``check``): a metric it lists that the run lacks, or
-whose value lies outside its band, is a failure; a metric the run has but the file does not list is
+The expected file decides what is checked (``check``), with three kinds of entries, each failure
+naming its kind: ``band`` (``metrics``: a metric outside its seed band, or missing), ``golden``
+(``golden``: {metric: {value, tol}}, values that do not move with the seed or the CPU, compared
+within a tolerance measured across thread counts) and ``mechanism`` (``mechanism``: rules on
+mechanism metrics, report/regression_rules.py). A metric the run has but no entry looks at is
 reported as unchecked (a new experiment, say), never a failure.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import statistics
@@ -27,8 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guidance_repro.errors import ReproError
+from guidance_repro.report.regression_rules import check_rules, validate_rules
 
-PATTERNS = ("*/metrics/*.json", "*/*/metrics/*.json", "*/*/metrics.json", "evaluators/*_quality.json")
+PATTERNS = ("*/metrics/*.json", "*/*/metrics/*.json", "*/*/metrics.json", "evaluators/*_quality.json",
+            "*/mechanism/*.json", "*/*/mechanism/*.json")
+KINDS = ("band", "golden", "mechanism")
 # Subtrees that are not measurements: the protocol, claims (derived booleans), config echoes.
 SKIP_SUBTREES = {"protocol", "claims", "weights", "sampler", "config"}
 # Leaves that are counts or settings recorded beside the metrics, not outcomes.
@@ -122,7 +130,7 @@ def failure_message(name: str, value: float, band: dict) -> str:
 
 @dataclass
 class CheckResult:
-    failures: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (kind, message)
     checked: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
 
@@ -130,25 +138,64 @@ class CheckResult:
     def ok(self) -> bool:
         return not self.failures
 
+    def count(self, kind: str) -> int:
+        return sum(k == kind for k, _ in self.failures)
 
-def check(metrics: dict[str, float], expected: dict[str, dict]) -> CheckResult:
-    """Compare a run's metrics with the expected bands ({metric: {low, high, ...}})."""
-    result = CheckResult()
+
+def _check_bands(metrics: dict[str, float], expected: dict[str, dict], result: CheckResult) -> None:
     for name, band in sorted(expected.items()):
         result.checked.append(name)
         if name not in metrics:
-            result.failures.append(f"{name} is missing from the results (expected in the band "
-                                   f"[{_num(band['low'])}, {_num(band['high'])}])")
+            result.failures.append(("band", f"{name} is missing from the results (expected in the band "
+                                            f"[{_num(band['low'])}, {_num(band['high'])}])"))
             continue
         value = metrics[name]
         if not (math.isfinite(value) and band["low"] <= value <= band["high"]):
-            result.failures.append(failure_message(name, value, band))
-    result.unchecked = sorted(set(metrics) - set(expected))
+            result.failures.append(("band", failure_message(name, value, band)))
+
+
+def _check_golden(metrics: dict[str, float], golden: dict[str, dict], result: CheckResult) -> None:
+    for name, entry in sorted(golden.items()):
+        result.checked.append(name)
+        if name not in metrics:
+            result.failures.append(("golden", f"{name} is missing from the results (golden value "
+                                              f"{_num(entry['value'])} ± {_num(entry['tol'])})"))
+        elif not abs(metrics[name] - entry["value"]) <= entry["tol"]:
+            result.failures.append(("golden", f"{name} = {_num(metrics[name])} is not the golden value "
+                                              f"{_num(entry['value'])} ± {_num(entry['tol'])}"))
+
+
+def _present(entries: dict[str, dict], files: set[str]) -> dict[str, dict]:
+    return {name: e for name, e in entries.items() if name.split(":", 1)[0] in files}
+
+
+def check(metrics: dict[str, float], expected: dict[str, dict], golden: dict[str, dict] | None = None,
+          rules: list[dict] | None = None, partial: bool = False) -> CheckResult:
+    """Compare a run's metrics with the expected bands ({metric: {low, high, ...}}), golden values
+    ({metric: {value, tol}}) and mechanism rules (report/regression_rules.py). ``partial``: only
+    the entries whose results file the run has (a run of some slices, tools/mutation_score.py)."""
+    result = CheckResult()
+    golden = golden or {}
+    if partial:
+        files = {name.split(":", 1)[0] for name in metrics}
+        expected, golden = _present(expected, files), _present(golden, files)
+        rules = [r for r in rules or [] if fnmatch.filter(sorted(files), r["files"])]
+    _check_bands(metrics, expected, result)
+    _check_golden(metrics, golden or {}, result)
+    failures, checked, used = check_rules(metrics, rules or [])
+    result.failures += [("mechanism", f) for f in failures]
+    result.checked += checked
+    result.unchecked = sorted(set(metrics) - set(expected) - set(golden or {}) - used)
     return result
 
 
 def load_expected(path: str | Path) -> dict[str, dict]:
     """The ``metrics`` section of an expected file, every band checked for low/high."""
+    return load_entries(path)[0]
+
+
+def load_entries(path: str | Path) -> tuple[dict[str, dict], dict[str, dict], list[dict]]:
+    """(bands, golden values, mechanism rules) of an expected file, each checked."""
     path = Path(path)
     if not path.is_file():
         raise ReproError(f"{path}: no expected-metrics file (make one with tools/measure_regression_bands.py)")
@@ -156,11 +203,18 @@ def load_expected(path: str | Path) -> dict[str, dict]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ReproError(f"{path}: not valid JSON ({exc})") from exc
-    metrics = data.get("metrics") if isinstance(data, dict) else None
-    if not isinstance(metrics, dict) or not metrics:
-        raise ReproError(f"{path}: no 'metrics' section")
+    metrics = data.get("metrics", {}) if isinstance(data, dict) else None
+    if not isinstance(metrics, dict) or not (metrics or data.get("golden") or data.get("mechanism")):
+        raise ReproError(f"{path}: no 'metrics' section (nor golden values or mechanism rules)")
     for name, band in metrics.items():
         if not (isinstance(band, dict) and isinstance(band.get("low"), (int, float))
                 and isinstance(band.get("high"), (int, float)) and band["low"] <= band["high"]):
             raise ReproError(f"{path}: metrics.{name} needs numbers low <= high")
-    return metrics
+    golden = data.get("golden", {})
+    if not isinstance(golden, dict):
+        raise ReproError(f"{path}: 'golden' must map metric names to {{value, tol}}")
+    for name, entry in golden.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("value"), (int, float))
+                and isinstance(entry.get("tol"), (int, float)) and entry["tol"] >= 0):
+            raise ReproError(f"{path}: golden.{name} needs numbers value and tol >= 0")
+    return metrics, golden, validate_rules(data.get("mechanism", []), str(path))

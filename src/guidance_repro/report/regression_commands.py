@@ -3,7 +3,8 @@
     guidance-repro regression-check --results results --expected tests/regression/expected.json
     guidance-repro regression-bands --runs R0/results R1/results ... --out tests/regression/expected.json
 
-`regression-check` exits 2 when a metric leaves its band or is missing; each failure is printed.
+`regression-check` exits 2 when an entry fails: a metric outside its band or missing, a golden value
+moved, a mechanism rule broken; each failure is printed with its kind (`FAIL [band] ...`).
 `regression-bands` is what tools/measure_regression_bands.py calls after the seed runs.
 """
 
@@ -18,17 +19,19 @@ from guidance_repro.report import regression  # light: json/math/statistics only
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    expected = regression.load_expected(args.expected)
-    result = regression.check(regression.collect_metrics(args.results), expected)
+    bands, golden, rules = regression.load_entries(args.expected)
+    result = regression.check(regression.collect_metrics(args.results), bands, golden, rules)
     for name in result.unchecked:
         print(f"unchecked (not in {args.expected}): {name}")
-    for msg in result.failures:
-        print(f"FAIL {msg}", file=sys.stderr)
+    for kind, msg in result.failures:
+        print(f"FAIL [{kind}] {msg}", file=sys.stderr)
     if not result.ok:
+        by_kind = ", ".join(f"{result.count(k)} {k}" for k in regression.KINDS if result.count(k))
+        kind, first = result.failures[0]
         raise ReproError(f"regression check of {args.results}: {len(result.failures)} of "
-                         f"{len(result.checked)} metrics outside their band or missing; first: "
-                         f"{result.failures[0]}")
-    print(f"regression check of {args.results}: {len(result.checked)} metrics in their band, "
+                         f"{len(result.checked)} entries failed ({by_kind}); first: [{kind}] {first}")
+    print(f"regression check of {args.results}: {len(bands)} metrics in their band, "
+          f"{len(golden)} golden values, {len(rules)} mechanism rules hold, "
           f"{len(result.unchecked)} unchecked")
 
 

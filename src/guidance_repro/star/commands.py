@@ -194,7 +194,23 @@ def _check_paper(args: argparse.Namespace) -> None:
     print(f"[star-check-paper] {len(entries)} MJHQ prompts, text encoder {enc.dim}-d -> {args.out}")
 
 
+def _mechanism(args: argparse.Namespace) -> None:
+    from guidance_repro.io import write_json
+    from guidance_repro.star.mechanism import rope_metrics
+    from guidance_repro.star.tasks import load_star
+    model = load_star(args.model)
+    if model.cfg.positions != "rope":
+        raise ReproError(f"--model: {args.model} uses {model.cfg.positions!r} positions, not rope")
+    write_json(args.out, rope_metrics(model.rope_angles, list(model.cfg.patch_nums)))
+    print(f"[star-mechanism] RoPE angles of {args.model} -> {args.out}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("star-mechanism", help="mechanism metrics of the normalized 2-D RoPE of a STAR model")
+    p.add_argument("--model", required=True, help="a STAR model file with positions: rope")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_mechanism)
+
     p = sub.add_parser("star-check-paper", help="paper tier: check STAR's local files (MJHQ, SD-2.1 text encoder)")
     p.add_argument("--text-encoder", default="")
     p.add_argument("--star", default="")

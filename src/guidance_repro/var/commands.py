@@ -124,7 +124,30 @@ def _check_official(args: argparse.Namespace) -> None:
     print(f"[var-check-official] {len(report['var'])} VAR file(s){' + VQVAE' if args.vae else ''} load strictly -> {args.out}")
 
 
+def _mechanism(args: argparse.Namespace) -> None:
+    import torch
+
+    from guidance_repro.io import write_json
+    from guidance_repro.var.mechanism import cfg_kl
+    from guidance_repro.var.msvq import load_msvq
+    from guidance_repro.var.tasks import load_var
+    _threads(args.threads)
+    model, tok = load_var(args.model), load_msvq(args.tokenizer)
+    labels = torch.arange(args.num) % model.cfg.num_classes
+    write_json(args.out, cfg_kl(model, tok, labels, seed=args.seed))
+    print(f"[var-mechanism] CFG KL per scale on {args.num} images -> {args.out}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("var-mechanism", help="mechanism metrics: KL(guided || conditional) per VAR cfg")
+    p.add_argument("--model", required=True, help="a VAR model file (pretrained)")
+    p.add_argument("--tokenizer", required=True, help="its multi-scale VQ tokenizer")
+    p.add_argument("--num", type=int, default=20, help="images drawn (labels i mod K)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_mechanism)
+
     p = sub.add_parser("var-check-official", help="strict load of official var_d*.pth / VQVAE files")
     p.add_argument("--var", action="append", default=[], metavar="DEPTH=PATH")
     p.add_argument("--vae", default="")
