@@ -4,6 +4,7 @@ kernel capability, instruction-set flags) and the thread count of every rule's j
 from __future__ import annotations
 
 import json
+import subprocess
 
 import torch
 import yaml
@@ -68,3 +69,6 @@ def test_a_real_run_records_cpu_and_threads(tmp_path):
     assert cpu_info["model"] and cpu_info["capability"] == torch.backends.cpu.get_cpu_capability()
     assert set(cpu_info["flags"]) == set(CPU_FLAGS)
     assert all(v in (True, False, None) for v in cpu_info["flags"].values())
+    # the commit is the checkout's that ran (the Snakefile's folder), not the --directory's
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    assert rec["git_commit"] == head.stdout.strip() and isinstance(rec["git_dirty"], bool)

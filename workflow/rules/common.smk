@@ -79,7 +79,8 @@ def write_run_record():
         # exports them to the job as OMP_NUM_THREADS, torch's intra-op thread count.
         ran = workflow.dag.needrun_jobs(exclude_finished=False)
         by_rule = threads_by_rule((job.rule.name, job.threads) for job in ran)
-        write_json("results/run_record.json", record(config, rule_threads=by_rule))
+        run = record(config, rule_threads=by_rule, source_dir=workflow.basedir)
+        write_json("results/run_record.json", run)
 
 
 def train_launcher(section):

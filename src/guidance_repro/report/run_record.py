@@ -27,9 +27,9 @@ PACKAGES = ("torch", "torchvision", "numpy", "scipy", "clean-fid", "open-clip-to
             "dvc", "guidance-repro")
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, cwd: str | os.PathLike | None = None) -> str | None:
     try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -105,17 +105,20 @@ def hardware() -> dict:
     return info
 
 
-def record(config: dict, rule_threads: dict[str, int | list[int]] | None = None) -> dict:
+def record(config: dict, rule_threads: dict[str, int | list[int]] | None = None,
+           source_dir: str | os.PathLike | None = None) -> dict:
+    """``source_dir``: the checkout whose commit ran (the Snakefile's folder; a run with
+    ``--directory`` elsewhere would otherwise ask git about the results folder)."""
     versions = {}
     for name in PACKAGES:
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             versions[name] = None
-    status = _git("status", "--porcelain")
+    status = _git("status", "--porcelain", cwd=source_dir)
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git("rev-parse", "HEAD"),
+        "git_commit": _git("rev-parse", "HEAD", cwd=source_dir),
         "git_dirty": None if status is None else bool(status),
         "command": sys.argv,  # under Snakemake's onsuccess: the snakemake command line of the run
         "python": sys.version.split()[0],
