@@ -71,7 +71,8 @@ def collect_metrics(results: str | Path) -> dict[str, float]:
     if not results.is_dir():
         raise ReproError(f"{results}: no such results folder")
     metrics: dict[str, float] = {}
-    files = sorted({p for pattern in PATTERNS for p in results.glob(pattern)})
+    files = sorted({p for pattern in PATTERNS for p in results.glob(pattern)
+                    if not p.name.endswith(".timing.json")})  # wall-clock side files: not metrics
     for path in files:
         rel = path.relative_to(results).as_posix()
         try:
