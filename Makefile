@@ -7,7 +7,7 @@ export GUIDANCE_REPRO_VENV := $(VENV)
 CORES ?= all
 RESULTS ?= results
 
-.PHONY: env reproduce smoke test lint lock pull report docs clean-env
+.PHONY: env reproduce smoke mini-paper test lint lock pull report docs clean-env
 
 env:
 	@bash tools/setup-env.sh
@@ -21,6 +21,11 @@ reproduce: env
 ## smoke: the smoke tier on small subsets (what CI runs inside the test suite)
 smoke: env
 	snakemake --cores $(CORES) --directory .test --snakefile Snakefile
+
+## mini-paper: the paper-shaped mini tier (the paper tier's rules on TEST STAND-IN files it writes first)
+mini-paper: env
+	guidance-repro mini-paper-fixtures --out .test/paper/fixtures
+	snakemake --cores $(CORES) --directory .test/paper --snakefile Snakefile
 
 ## test: the whole test suite (unit tests + one smoke run of the DAG)
 test: env

@@ -7,13 +7,20 @@ from snakemake.utils import min_version
 min_version("9.20")
 
 
-configfile: "config/config.yaml"
+# Here `config` holds only what the command line gave (--configfile / --config). A paper-tier config
+# is complete on its own and is used alone: merged over config/config.yaml it would also plan the
+# toy sections it leaves out (e.g. cca-llamagen.yaml would train the toy autoguidance models).
+# Anything else (no config given, or a partial override of toy keys) goes over the default file.
+if config.get("tier") != "paper":
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/paper_common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/evaluators.smk"
 include: "workflow/rules/cca_var.smk"
@@ -21,6 +28,7 @@ include: "workflow/rules/cca_llamagen.smk"
 include: "workflow/rules/autoguidance.smk"
 include: "workflow/rules/star.smk"
 include: "workflow/rules/star_mjhq.smk"
+include: "workflow/rules/paper.smk"  # after the slices: they register their paper points
 include: "workflow/rules/metrics.smk"  # after the slices: it reads their point lists
 include: "workflow/rules/report.smk"  # last: it gathers the slices above
 

@@ -3,10 +3,16 @@
 # unlearning baselines on one size) -> samples (guidance-free, CFG over its scale s, CCA
 # guidance-free, CCA+CFG; autoguidance with a small, short-trained guide GPT for the cross-method
 # matrix) -> metrics -> table, figures, claims; tokenizer reconstruction FID; the
-# sampling benchmark. Paper tier: strict checks of the official LlamaGen files (cca_llamagen.paper).
+# sampling benchmark. Paper tier: strict checks of the official LlamaGen files, then the paper's
+# protocol from them (cca_llamagen_paper.smk, with paper.smk's shared rules).
 
 
 include: "cca_llamagen_common.smk"
+
+
+if config["tier"] == "paper" and CL_ON:
+
+    include: "cca_llamagen_paper.smk"
 
 
 wildcard_constraints:
@@ -274,9 +280,10 @@ rule cca_llamagen_check_official:
         ),
         vq=CL["paper"]["vq_checkpoint"],
         size=CL["paper"]["image_size"],
+        tiny=lambda w: cl_tiny_width_args(),
     shell:
         "guidance-repro llamagen-check-official {params.gpt} --vq {params.vq}"
-        " --image-size {params.size} --out {output} > {log} 2>&1"
+        " --image-size {params.size} {params.tiny} --out {output} > {log} 2>&1"
 
 
 rule cca_llamagen_mechanism:
@@ -305,7 +312,10 @@ rule cca_llamagen_all:
             []
             if not CL_ON
             else (
-                [f"{CL_DIR}/paper/official_checkpoints.json"]
+                [
+                    f"{CL_DIR}/paper/official_checkpoints.json",
+                    *paper_outputs("cca_llamagen"),
+                ]
                 if config["tier"] == "paper"
                 else [
                     f"{CL_DIR}/metrics/reconstruction-test.json",

@@ -221,6 +221,17 @@ def cl_official_files(wildcards):
     return [path for _, path in keys]
 
 
+def cl_tiny_width_args():
+    """The mini tier's tiny widths (cca_llamagen.paper.gpt_overrides / vq_config; empty in the paper tier)."""
+    p, out = CL["paper"], []
+    overrides = {cl_spec(m).get("size", m): v for m, v in p["gpt_overrides"].items()}
+    if overrides:
+        out.append(f"--gpt-overrides {as_json(overrides)}")
+    if p["vq_config"]:
+        out.append(f"--vq-config {as_json(p['vq_config'])}")
+    return " ".join(out)
+
+
 # Paper tier: check the named local files up front, so that a missing one stops the run at once
 # with its config key (before any DAG is built).
 if config["tier"] == "paper" and CL_ON:

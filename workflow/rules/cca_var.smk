@@ -244,7 +244,7 @@ rule cca_var_mechanism:
 rule cca_var_all:
     input:
         (
-            [f"{CV_DIR}/paper/official_checkpoints.json"]
+            ([f"{CV_DIR}/paper/official_checkpoints.json"] if CV_ON else [])
             if config["tier"] == "paper"
             else [
                 f"{CV_DIR}/metrics/reconstruction-test.json",

@@ -7,6 +7,9 @@ CV_NUM = CV["sampling"]["num_samples"] or CV_EVAL["num_samples"]
 CV_CLASSIFIER = "results/evaluators/classifier.pt"
 CV_REFERENCE = "results/reference/fashion_mnist-test.toy-classifier.npz"
 CV_BENCH_SCRIPT = str(Path(workflow.basedir) / "benchmarks" / "var_sampling.py")
+# In the paper tier the slice runs only when its config enables it: another paper config (e.g.
+# cca-llamagen.yaml) merged over config/config.yaml must not plan VAR from the toy section.
+CV_ON = config["tier"] != "paper" or CV["paper"]["enabled"]
 
 
 def cv_num(x):

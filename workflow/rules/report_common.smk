@@ -2,7 +2,9 @@
 # families' tables exist in this DAG. A slice enters when the config runs it; STAR's claims enter
 # as soon as some rule of the DAG writes results/star/claims.csv.
 RP_STAR_CLAIMS = "results/star/claims.csv"
-RP_SAMPLED = config["tier"] != "paper"  # the paper tier only checks official files
+RP_SAMPLED = (
+    config["tier"] != "paper"
+)  # the toy slices; the paper tier registers in PAPER_SLICES
 
 
 def rp_written_by_a_rule(path):
@@ -21,6 +23,8 @@ def rp_claims_inputs(wildcards):
         out.append(f"{AG_IMG}/report/claims.csv")
     if RP_SAMPLED and rp_written_by_a_rule(RP_STAR_CLAIMS):
         out.append(RP_STAR_CLAIMS)
+    # the paper tier's slices with their table beside the paper's (paper.smk)
+    out += [f"{paper_dir(s)}/claims.csv" for s in sorted(PAPER_SLICES)]
     return out
 
 

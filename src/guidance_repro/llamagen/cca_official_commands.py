@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.reference:
         inputs["reference"] = Path(args.reference)
     for key, path in inputs.items():
-        if not path.is_file():
+        if not path.exists():  # --codes may be the merged folder of llamagen-merge-codes
             raise ReproError(f"--{key}: {path} does not exist")
     task = LlamaGenCCATask(task_params, inputs)
     n = task.num_examples()
@@ -110,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", required=True, choices=sorted(LAMBDA), help="LlamaGen size")
     p.add_argument("--pretrained", required=True, help="official c2i_SIZE_384.pt (or a CCA release): the initial policy")
     p.add_argument("--reference", default="", help="the frozen reference p_phi (default: --pretrained)")
-    p.add_argument("--codes", required=True, help="merged codes file (llamagen/crop_codes.py format)")
+    p.add_argument("--codes", required=True, help="merged codes: the folder of llamagen-merge-codes or a codes .npz (llamagen/crop_codes.py)")
     p.add_argument("--out", required=True, help="the training loop's model file (.pt)")
     p.add_argument("--out-official", required=True, help="the fine-tuned GPT in the official layout (.pt)")
     p.add_argument("--image-size", type=int, default=384)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
+from guidance_repro.io import json_object_arg
 from guidance_repro.sampling.bench_script import add_common_args as add_benchmark_args
 from guidance_repro.sampling.cli_args import add_sampler_args, add_tokenizer_args
 
@@ -146,16 +147,25 @@ def _benchmark(args: argparse.Namespace) -> None:
 def _check_official(args: argparse.Namespace) -> None:
     from guidance_repro.io import write_json
     from guidance_repro.llamagen.model import num_params
-    from guidance_repro.llamagen.official import check_official_vq, load_official_gpt
-    report = {"gpt": {}, "vq": None, "image_size": args.image_size}
+    from guidance_repro.llamagen.official import check_official_vq, load_official_gpt, load_official_vq
+    from guidance_repro.llamagen.vq16 import VQ16Config
+    overrides = json_object_arg(args.gpt_overrides, "--gpt-overrides")
+    vq_config = json_object_arg(args.vq_config, "--vq-config")
+    report = {"gpt": {}, "vq": None, "image_size": args.image_size,
+              "test_standin_widths": bool(overrides or vq_config)}
     for pair in args.gpt:
         size, sep, path = pair.partition("=")
         if not sep or not size or not path:
             raise ReproError(f"--gpt: expected SIZE=PATH, got {pair!r}")
-        model = load_official_gpt(path, size=size, image_size=args.image_size)
+        model = load_official_gpt(path, size=size, image_size=args.image_size, **overrides.get(size, {}))
         report["gpt"][size] = {"path": path, "params": num_params(model), "tensors": len(model.state_dict())}
         del model
-    if args.vq:
+    if args.vq and vq_config:  # tiny test widths: the key-by-key strict load, not the full-size layout
+        vq = load_official_vq(args.vq, image_size=args.image_size,
+                              cfg=VQ16Config.from_dict({**vq_config, "image_size": args.image_size}))
+        report["vq"] = {"path": args.vq, "tensors": len(vq.state_dict()),
+                        "codebook": [vq.cfg.codebook_size, vq.cfg.code_dim]}
+    elif args.vq:
         sd = check_official_vq(args.vq)
         report["vq"] = {"path": args.vq, "tensors": len(sd),
                         "codebook": list(sd["quantize.embedding.weight"].shape)}
@@ -270,5 +280,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpt", action="append", default=[], metavar="SIZE=PATH")
     p.add_argument("--vq", default="")
     p.add_argument("--image-size", type=int, default=384)
+    p.add_argument("--gpt-overrides", default="", help="JSON {SIZE: GPT config overrides} (tests' tiny files only)")
+    p.add_argument("--vq-config", default="", help="JSON VQ16Config fields (tests' tiny files only)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_check_official)

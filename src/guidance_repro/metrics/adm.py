@@ -157,7 +157,7 @@ def evaluate_batches(samples: list, ref_path: str | os.PathLike, extractor: Feat
         out = adm_metrics(sample, ref, ref_pool, pr_k=pr_k, is_split_size=is_split_size, device=device)
         protocol = {
             "protocol": "ADM (guided-diffusion evaluator): FID/sFID vs stored reference statistics, "
-                        "precision/recall vs reference arr_0 activations, IS split 5000",
+                        f"precision/recall vs reference arr_0 activations, IS split {is_split_size}",
             "evaluator": extractor.name, "evaluator_sha256": extractor.sha256, "inception_note": TORCH_PORT_NOTE,
             "sfid_network": None if spatial is None else str(spatial.path),
             "sfid_network_sha256": None if spatial is None else spatial.sha256,

@@ -30,6 +30,7 @@ def _manifest_settings(path: str) -> dict:
 def _evaluate(args: argparse.Namespace) -> None:
     from guidance_repro.metrics.adm import SpatialNetwork, evaluate_batches
     from guidance_repro.metrics.extractors import get_extractor
+    from guidance_repro.metrics.inception_standin import STANDIN_NOTE, is_standin
     pairs = paired_outputs(args.samples, args.out, "metrics")
     if args.sample_manifest and len(args.sample_manifest) != len(args.samples):
         raise ReproError(f"--sample-manifest: {len(args.sample_manifest)} manifests for "
@@ -42,6 +43,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     spatial = SpatialNetwork(args.sfid_network, args.device) if args.sfid_network else None
     results = evaluate_batches([p for p, _ in pairs], args.reference, extractor, spatial, pr_k=args.pr_k,
                                is_split_size=args.is_split_size, device=args.device, sampler_meta=meta)
+    if is_standin(args.inception):  # the mini tier: say so in every metrics file, never pass it off
+        for result in results:
+            result["protocol"].update(test_standin=STANDIN_NOTE, inception_note=STANDIN_NOTE)
     for (path, out), result in zip(pairs, results):
         write_json(out, result)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float))

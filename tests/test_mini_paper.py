@@ -1,0 +1,198 @@
+"""The paper-shaped mini tier (.test/paper/): the paper tier's rules and commands, end to end, on
+TEST STAND-IN files written by `mini-paper-fixtures` (random-weight official-layout GPT and VQ-16
+files, an ImageNet-layout folder, an ADM reference batch with stored statistics, an Inception
+stand-in). Also: the real paper config plans the whole chain for all five sizes."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import PYTHON, ROOT, run_snakemake
+
+pytestmark = [pytest.mark.dag]
+
+PAPER = "results/cca_llamagen/paper"
+POINTS = ["B-pretrained", "B-cfg-cfg2", "B-cca-b0.02-l1000", "B-ccacfg-b0.1-l1-cfg2"]
+CHAIN_RULES = ["cca_llamagen_check_official", "cca_llamagen_paper_codes_shard", "cca_llamagen_paper_codes",
+               "cca_llamagen_paper_finetune", "cca_llamagen_paper_sample_shard", "paper_merge_shards",
+               "paper_evaluate", "paper_table", "report_claims"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("mini-paper")
+    shutil.copytree(ROOT / ".test" / "paper" / "config", workdir / "config")
+    subprocess.run([PYTHON, "-m", "guidance_repro", "mini-paper-fixtures", "--out", str(workdir / "fixtures")],
+                   check=True, capture_output=True)
+    start = time.time()
+    proc = run_snakemake(workdir, "--cores", "2")
+    seconds = time.time() - start
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    print(f"mini paper DAG: {seconds:.0f} s")
+    return workdir, proc
+
+
+@pytest.mark.slow
+def test_every_rule_of_the_paper_chain_ran(mini):
+    workdir, proc = mini
+    for rule in CHAIN_RULES:
+        assert f"rule {rule}:" in proc.stdout + proc.stderr, rule
+    for name in ("table.csv", "table.md", "figures/fig1.png", "claims.csv", "official_checkpoints.json"):
+        assert (workdir / PAPER / name).stat().st_size > 0, name
+
+
+@pytest.mark.slow
+def test_codes_are_merged_with_a_manifest_naming_the_vq_file(mini):
+    workdir, _ = mini
+    fixtures = json.loads((workdir / "fixtures" / "TEST-STANDIN-fixtures.json").read_text())
+    m = json.loads((workdir / PAPER / "codes" / "manifest.json").read_text())
+    n = fixtures["imagenet"]["classes"] * fixtures["imagenet"]["images_per_class"]
+    assert m["count"] == n and m["skipped"] == [] and len(m["shards"]) == 2
+    assert m["codes"]["shape"] == [n, 10, 16]  # ten crop/flip views of 4 x 4 tokens (64 px / 16)
+    assert m["vq_sha256"] == _sha256(workdir / "fixtures" / "llamagen" / "vq_ds16_c2i.TEST-STANDIN.pt")
+    labels = np.load(workdir / PAPER / "codes" / "labels.npy")
+    assert sorted(set(labels.tolist())) == list(range(fixtures["imagenet"]["classes"]))
+
+
+@pytest.mark.slow
+def test_cca_fine_tune_changed_the_weights_with_the_official_recipe(mini):
+    workdir, _ = mini
+    pretrained = workdir / "fixtures" / "llamagen" / "c2i_B_384.TEST-STANDIN.pt"
+    before = torch.load(pretrained, map_location="cpu", weights_only=True)["model"]
+    for ft in ("B-cca-b0.02-l1000", "B-cca-b0.1-l1"):
+        official = workdir / PAPER / "models" / f"{ft}.official.pt"
+        after = torch.load(official, map_location="cpu", weights_only=True)["model"]
+        assert after.keys() == before.keys()
+        moved = [k for k in before if not torch.equal(before[k], after[k])]
+        assert len(moved) > len(before) // 2, moved
+        recipe = json.loads(official.with_name(official.name + ".json").read_text())
+        assert recipe["world_size"] == 2 and recipe["accumulation_reduce"] == "sum"
+        assert recipe["global_batch"] == 8 and recipe["steps"] == 3 and recipe["parallel"] == "ddp"
+        assert recipe["negatives"].endswith("micro-batch of 2")
+    b1 = json.loads((workdir / PAPER / "models" / "B-cca-b0.02-l1000.official.pt.json").read_text())
+    assert (b1["beta"], b1["lam"]) == (0.02, 1000.0)
+
+
+@pytest.mark.slow
+def test_every_point_is_one_adm_batch_and_cca_samples_differ(mini):
+    workdir, _ = mini
+    images = {}
+    for point in POINTS:
+        with np.load(workdir / PAPER / "samples" / f"{point}.npz") as z:
+            assert z["arr_0"].dtype == np.uint8 and z["arr_0"].shape == (16, 64, 64, 3)
+            assert z["arr_1"].shape == (16,)
+            images[point] = z["arr_0"]
+        manifest = json.loads((workdir / PAPER / "samples" / f"{point}.json").read_text())
+        assert manifest["kind"] == "adm-batch" and manifest["count"] == 16
+    assert not np.array_equal(images["B-pretrained"], images["B-cca-b0.02-l1000"])
+    assert not np.array_equal(images["B-pretrained"], images["B-cfg-cfg2"])
+
+
+@pytest.mark.slow
+def test_table_has_every_row_and_says_test_standin(mini):
+    workdir, _ = mini
+    rows = list(csv.DictReader((workdir / PAPER / "table.csv").open()))
+    assert [(r["model"], r["method"]) for r in rows] == [("B", m) for m in ("pretrained", "cca", "cfg", "cca_cfg")]
+    assert all(r["verdict"] == "TEST STAND-IN run: no verdict" and r["fid"] for r in rows)
+    assert "**TEST STAND-IN run**" in (workdir / PAPER / "table.md").read_text()
+    claims = list(csv.DictReader((workdir / PAPER / "claims.csv").open()))
+    assert claims and all(c["holds"] == "" for c in claims)  # no verdict from random weights
+    metrics = json.loads((workdir / PAPER / "metrics" / "B-pretrained.json").read_text())
+    assert "TEST STAND-IN" in metrics["protocol"]["test_standin"]
+    assert "cca-llamagen-paper" in (workdir / "results" / "claims.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_killed_sampling_shard_keeps_its_finished_chunks(mini):
+    """Lose a shard's second chunk and its manifest (as a job killed while writing it): the rerun
+    of that job draws only the lost chunk, identical to the first time."""
+    workdir, _ = mini
+    shard = workdir / PAPER / "samples" / "B-pretrained" / "shard-000-of-002.json"
+    chunks = sorted(Path(f"{shard}.chunks").glob("chunk_*.npz"))
+    assert len(chunks) == 2
+    kept, lost = chunks
+    kept_mtime = kept.stat().st_mtime_ns
+    with np.load(lost) as z:
+        lost_arrays = {k: z[k].copy() for k in z.files}
+    shard.unlink()
+    lost.unlink()
+    proc = run_snakemake(workdir, "--cores", "2", str(shard.relative_to(workdir)))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "rule cca_llamagen_paper_sample_shard:" in proc.stdout + proc.stderr
+    assert shard.is_file() and kept.stat().st_mtime_ns == kept_mtime  # the finished chunk was kept
+    with np.load(lost) as z:
+        assert z.files == list(lost_arrays) and all(np.array_equal(z[k], lost_arrays[k]) for k in z.files)
+
+
+def _paper_config_with_files(tmp_path: Path) -> Path:
+    """config/paper/cca-llamagen.yaml with every local path pointing at an empty stand-in file."""
+    cfg = yaml.safe_load((ROOT / "config" / "paper" / "cca-llamagen.yaml").read_text())
+    p = cfg["cca_llamagen"]["paper"]
+    files = tmp_path / "files"
+    (files / "train").mkdir(parents=True)
+    p["gpt_checkpoints"] = {k: str(files / Path(v).name) for k, v in p["gpt_checkpoints"].items()}
+    for key in ("vq_checkpoint", "reference_batch", "inception"):
+        p[key] = str(files / Path(p[key]).name)
+    for path in [*p["gpt_checkpoints"].values(), p["vq_checkpoint"], p["reference_batch"], p["inception"]]:
+        Path(path).write_bytes(b"")
+    p["imagenet_train"] = str(files / "train")
+    out = tmp_path / "cca-llamagen.yaml"
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+def test_paper_config_plans_the_whole_chain_for_all_five_sizes(tmp_path):
+    # As a user runs it from the checkout: the toy config/config.yaml is there, the paper one is given.
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(_paper_config_with_files(tmp_path)))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = dict(line.split()[:2] for line in proc.stdout.splitlines()
+                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    sizes, points, shards = 5, 5 * 4, 10
+    assert counts["cca_llamagen_paper_codes_shard"] == "8" and counts["cca_llamagen_paper_codes"] == "1"
+    assert counts["cca_llamagen_paper_finetune"] == str(sizes * 2)  # the CCA and the CCA+CFG fine-tune
+    assert counts["cca_llamagen_paper_sample_shard"] == str(points * shards)
+    assert counts["paper_merge_shards"] == counts["paper_evaluate"] == str(points)
+    assert counts["paper_table"] == "1" and counts["cca_llamagen_check_official"] == "1"
+    # used alone: nothing of the toy tiers (config/config.yaml) is planned
+    toy = [r for r in counts if r.startswith(("train_", "autoguidance", "star", "cca_var", "fashion_mnist"))]
+    assert not toy, toy
+
+
+def test_paper_config_fsdp_sizes_and_torchrun_in_the_planned_commands(tmp_path):
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    # the targets before --configfile, which takes every argument after it
+    proc = run_snakemake(tmp_path, "-n", "-p", f"{PAPER}/models/3B-cca-b0.02-l500.pt",
+                         f"{PAPER}/models/B-cca-b0.02-l1000.pt", "--configfile", str(_paper_config_with_files(tmp_path)))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cmds = [line for line in proc.stdout.splitlines() if "llamagen-cca-official" in line]
+    assert len(cmds) == 2 and all("torchrun --standalone --nproc_per_node=8" in c for c in cmds)
+    assert all("--global-batch 256 --micro-batch 2" in c and "--accumulation-reduce sum" in c for c in cmds)
+    assert any("--size 3B --beta 0.02 --lam 500.0" in c for c in cmds)
+
+
+def test_paper_config_missing_imagenet_names_the_key(tmp_path):
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    path = _paper_config_with_files(tmp_path)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["cca_llamagen"]["paper"]["imagenet_train"] = str(tmp_path / "nowhere")
+    path.write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"config key cca_llamagen.paper.imagenet_train: {tmp_path / 'nowhere'} not found" in out
+    assert not (tmp_path / "results").exists()
