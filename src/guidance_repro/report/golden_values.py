@@ -16,6 +16,9 @@ can hold them to a tolerance of a few rounding errors (kind ``golden``, docs/reg
   fixed (x, σ, labels), built by guidance.autoguidance.for_method (CFG: an unconditional guide;
   autoguidance: a smaller guide), guidance = D_w − D_1.
 
+- ``metrics.precision_recall.*``: precision, recall and the k-NN radii of fixed synthetic
+  feature sets (the evaluator's maths without an evaluator network).
+
 Norms, not sums: a sum of logits nearly cancels, so its rounding error is not relative to it.
 """
 
@@ -39,6 +42,7 @@ TRAIN = {"steps": STEPS, "batch_size": 8, "lr": 1e-3, "betas": [0.9, 0.95], "wei
 CCA = {"beta": 0.05, "lam": 2.0, "dropout": "off"}
 CFG_SCALE = 2.0
 EDM_W = 2.0
+PR_POINTS = 200
 
 
 def first_losses(task, out: Path, extra: dict | None = None) -> dict:
@@ -156,21 +160,43 @@ def _star(folder: Path, tokenizer_path: Path, out: dict) -> None:
                                          ToyTextEncoder(encoder))
 
 
-FAMILIES: dict[str, Callable] = {"llamagen": _llamagen, "var": _var, "edm": _edm, "toy2d": _toy2d, "star": _star}
+def precision_recall_fixed() -> dict:
+    """Precision/recall (metrics/precision_recall.py, k = ADM_K) of two seeded Gaussian feature sets
+    that overlap partly, and the norm of the real set's k-NN radii: the radii's k sets every count
+    (with k = 1 the balls shrink and both shares fall), and a count moves by a whole 1/N."""
+    import numpy as np
+
+    from guidance_repro.metrics.precision_recall import knn_radii, precision_recall
+    rng = np.random.default_rng(7)
+    real = rng.normal(0.0, 1.0, (PR_POINTS, 8)).astype(np.float32)
+    fake = rng.normal(0.4, 1.3, (PR_POINTS, 8)).astype(np.float32)
+    precision, recall = precision_recall(real, fake)
+    return {"precision": precision, "recall": recall,
+            "real_radii_norm": float(knn_radii(torch.from_numpy(real)).double().norm())}
 
 
-def compute(threads: int | None = None) -> dict:
+def _metrics(folder: Path, out: dict) -> None:
+    out["metrics"] = {"precision_recall": precision_recall_fixed()}
+
+
+FAMILIES: dict[str, Callable] = {"llamagen": _llamagen, "var": _var, "edm": _edm, "toy2d": _toy2d, "star": _star,
+                                 "metrics": _metrics}
+
+
+def compute(threads: int | None = None, families=tuple(FAMILIES)) -> dict:
     """Every golden value, nested ({'train': {task: {'loss': {...}}}, 'sample': {...}}), computed
-    in a scratch folder; ``threads``: torch's intra-op thread count for the computation."""
+    in a scratch folder; ``threads``: torch's intra-op thread count for the computation;
+    ``families``: only these (tests)."""
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        out: dict = {"train": {}, "sample": {}}
+        out: dict = {"train": {}, "sample": {}, "metrics": {}}
         with tempfile.TemporaryDirectory(prefix="golden-") as tmp:
             folder = Path(tmp)
             tokenizer = gi.write_msvq(folder)
-            for name, run in FAMILIES.items():
+            for name in families:
+                run = FAMILIES[name]
                 if name in ("var", "star"):
                     run(folder, tokenizer, out)
                 else:
