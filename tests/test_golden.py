@@ -1,4 +1,4 @@
-"""Golden values (report/golden_values.py): a clean recompute lies inside the committed golden
+"""Golden values (golden/values.py): a clean recompute lies inside the committed golden
 file's tolerances; a deliberate change of the maths moves the values it touches far outside."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from guidance_repro.report import golden_values, regression
-from guidance_repro.report.golden_commands import FLOAT32_EPS, RESULTS_FILE, golden_entries, tolerance
+from guidance_repro.golden import values as golden_values
+from guidance_repro.report import regression
+from guidance_repro.golden.commands import FLOAT32_EPS, RESULTS_FILE, golden_entries, tolerance
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]

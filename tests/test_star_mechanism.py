@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from guidance_repro.cli import main as cli
-from guidance_repro.report import golden_inputs as gi
+from guidance_repro.golden import inputs as gi
 from guidance_repro.report import regression
 from guidance_repro.report.regression_rules import check_rules
 

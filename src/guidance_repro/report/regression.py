@@ -9,7 +9,7 @@ collected without changes here:
 - ``<experiment>/<sub>/metrics.json`` (e.g. the 2-D toy of the autoguidance paper),
 - ``evaluators/*_quality.json`` (how good the toy evaluators are),
 - ``<experiment>/mechanism/*.json`` and ``<experiment>/<sub>/mechanism/*.json`` (mechanism metrics),
-- ``golden/*.json`` (the golden values, report/golden_values.py).
+- ``golden/*.json`` (the golden values, golden/values.py).
 
 Every numeric leaf is a metric, except protocol records, claims, config echoes and timings.
 

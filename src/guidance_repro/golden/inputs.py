@@ -1,4 +1,4 @@
-"""Seeded tiny inputs of the golden-value computations (report/golden_values.py), written into a
+"""Seeded tiny inputs of the golden-value computations (golden/values.py), written into a
 scratch folder on every run: nothing is downloaded or committed. Each file has the format the
 real task reads, so that the golden losses come from the real tasks and the real training loop.
 

@@ -1,4 +1,4 @@
-"""Commands of the golden values (report/golden_values.py, docs/regression.md):
+"""Commands of the golden values (golden/values.py, docs/regression.md):
 
     guidance-repro golden-values --out results/golden/values.json
     guidance-repro golden-tolerance --out tests/regression/golden.json --threads 1 2
@@ -58,7 +58,7 @@ def _commit() -> str | None:
 
 def cmd_values(args: argparse.Namespace) -> None:
     from guidance_repro.io import timing_path, write_json
-    from guidance_repro.report import golden_values
+    from guidance_repro.golden import values as golden_values
     t0 = time.perf_counter()
     values = golden_values.compute(args.threads)
     write_json(args.out, {**values, "protocol": {"steps": golden_values.STEPS, "threads": args.threads}})
@@ -70,7 +70,7 @@ def cmd_tolerance(args: argparse.Namespace) -> None:
     import torch
 
     from guidance_repro.io import write_json
-    from guidance_repro.report import golden_values
+    from guidance_repro.golden import values as golden_values
     from guidance_repro.report.regression import flatten
     if len(args.threads) < 2:
         raise ReproError("--threads: at least two thread counts are needed to measure a tolerance")
@@ -78,7 +78,7 @@ def cmd_tolerance(args: argparse.Namespace) -> None:
     runs = [flatten(golden_values.compute(n)) for n in args.threads]
     golden = golden_entries(runs, RESULTS_FILE, args.safety, args.ulps)
     doc = {
-        "about": "Golden values of fixed computations on seeded tiny weights (report/golden_values.py), "
+        "about": "Golden values of fixed computations on seeded tiny weights (golden/values.py), "
                  "checked by `regression-check --golden` against `guidance-repro golden-values` "
                  "(results/golden/values.json in the smoke DAG). Re-measure with `guidance-repro "
                  "golden-tolerance` after a deliberate change of the maths.",

@@ -1,5 +1,5 @@
 """Golden values: summary scalars of fixed computations on seeded tiny weights and data
-(report/golden_inputs.py), the same on every CPU up to float rounding, so that the regression check
+(golden/inputs.py), the same on every CPU up to float rounding, so that the regression check
 can hold them to a tolerance of a few rounding errors (kind ``golden``, docs/regression.md).
 
 - ``train.<task>.loss.step<k>``: the loss the real training loop logs at steps 1..STEPS of each
@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 
 from guidance_repro.guidance.cfg import Guidance
-from guidance_repro.report import golden_inputs as gi
+from guidance_repro.golden import inputs as gi
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train.loop import train
 
