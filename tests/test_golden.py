@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from guidance_repro.golden import values as golden_values
 from guidance_repro.report import regression
@@ -124,7 +123,8 @@ def test_golden_file_states_how_its_tolerances_were_measured():
     doc = json.loads(GOLDEN.read_text())
     assert doc["tolerance_rule"]["threads"] == [1, 2] and "safety" in doc["tolerance_rule"]["rule"]
     assert all("thread_spread" in e for e in doc["golden"].values())
-    assert torch.get_num_threads() == 1  # the clean recompute above ran at one thread
+    # the tolerances were measured where rounding differs: some values moved between the counts
+    assert any(e["thread_spread"] > 0 for e in doc["golden"].values())
 
 
 def brute_force_precision_recall(real, fake, k: int) -> tuple[float, float]:

@@ -116,8 +116,15 @@ def _llamagen(folder: Path, out: dict) -> None:
     out["sample"]["llamagen_cfg"] = llamagen_cfg(load_gpt(pretrained))
 
 
-def _var(folder: Path, tokenizer_path: Path, out: dict) -> None:
+def _tokenizer(folder: Path) -> Path:
+    """The seeded msvq tokenizer VAR and STAR share, written once per scratch folder."""
+    path = folder / "msvq.pt"
+    return path if path.is_file() else gi.write_msvq(folder)
+
+
+def _var(folder: Path, out: dict) -> None:
     from guidance_repro.var.msvq import load_msvq
+    tokenizer_path = _tokenizer(folder)
     from guidance_repro.var.tasks import VARCCATask, VARPretrainTask, load_var
     inputs = {"codes": gi.write_var_tokens(folder), "tokenizer": tokenizer_path}
     pretrained = folder / "var.pt"
@@ -148,9 +155,10 @@ def _toy2d(folder: Path, out: dict) -> None:
     out["train"]["toy2d-density"] = first_losses(ToyDensityTask({"width": 16, "layers": 2}, {}), folder / "toy.pt")
 
 
-def _star(folder: Path, tokenizer_path: Path, out: dict) -> None:
+def _star(folder: Path, out: dict) -> None:
     from guidance_repro.star.tasks import STARTrainTask, load_star, tokenizer_at
     from guidance_repro.star.text import ToyTextEncoder
+    tokenizer_path = _tokenizer(folder)
     encoder, tokens = gi.write_star(folder)
     model_path = folder / "star.pt"
     task = STARTrainTask({"model": gi.TINY_STAR}, {"codes": tokens, "tokenizer": tokenizer_path,
@@ -193,14 +201,8 @@ def compute(threads: int | None = None, families=tuple(FAMILIES)) -> dict:
     try:
         out: dict = {"train": {}, "sample": {}, "metrics": {}}
         with tempfile.TemporaryDirectory(prefix="golden-") as tmp:
-            folder = Path(tmp)
-            tokenizer = gi.write_msvq(folder)
             for name in families:
-                run = FAMILIES[name]
-                if name in ("var", "star"):
-                    run(folder, tokenizer, out)
-                else:
-                    run(folder, out)
+                FAMILIES[name](Path(tmp), out)
         return out
     finally:
         torch.set_num_threads(before)
