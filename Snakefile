@@ -31,6 +31,7 @@ include: "workflow/rules/star_mjhq.smk"
 include: "workflow/rules/paper.smk"  # after the slices: they register their paper points
 include: "workflow/rules/metrics.smk"  # after the slices: it reads their point lists
 include: "workflow/rules/report.smk"  # last: it gathers the slices above
+include: "workflow/rules/regression.smk"
 
 
 rule all:
@@ -43,6 +44,7 @@ rule all:
         rules.autoguidance_all.input,
         rules.star_all.input,
         rules.report_all.input,
+        rules.regression_all.input,
 
 
 onsuccess:

@@ -102,11 +102,12 @@ def test_run_record_names_commit_versions_and_hardware(smoke_run):
 
 
 REGRESSION_EXPECTED = ROOT / "tests" / "regression" / "expected.json"
+REGRESSION_GOLDEN = ROOT / "tests" / "regression" / "golden.json"
 
 
 def regression_check(results: Path) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, "-m", "guidance_repro", "regression-check", "--results",
-                           str(results), "--expected", str(REGRESSION_EXPECTED)],
+                           str(results), "--expected", str(REGRESSION_EXPECTED), "--golden", str(REGRESSION_GOLDEN)],
                           cwd=ROOT, capture_output=True, text=True)
 
 
@@ -115,6 +116,7 @@ def test_smoke_metrics_stay_in_their_regression_bands(smoke_run):
     proc = regression_check(workdir / "results")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "metrics in their band" in proc.stdout and "mechanism rules hold" in proc.stdout
+    assert " 0 golden values" not in proc.stdout  # the golden_values rule ran and was compared
 
 
 def test_regression_check_fails_when_the_cfg_scale_is_ignored(smoke_run, tmp_path):

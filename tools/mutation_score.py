@@ -13,15 +13,20 @@ WORKROOT/<name>/run (the base results, hard-linked: Snakemake deletes an output 
 it, so the base is never changed), then `snakemake --forcerun <its rules> <its targets>` with the
 mutated package first on the path, then the check of the checkout's own (unmutated) code against
 tests/regression/expected.json, restricted to the results files present (``partial``), so that a
-base run of some slices only still gives a score. ``--clean K`` reruns the same targets K times
-unmutated with every run-time seed shifted by 1..K (measure_regression_bands.seed_variant) and
-counts false alarms.
+base run of some slices only still gives a score. Every run also recomputes the golden values
+(rule ``golden_values``) and the check compares them with tests/regression/golden.json.
+``--clean K`` reruns the same targets K times unmutated with every run-time seed shifted by 1..K
+(measure_regression_bands.seed_variant) and counts false alarms.
+
+``--golden-only`` (no ``--base`` needed, ~10 s a mutation): only `guidance-repro golden-values` of
+the mutated copy, checked against the golden file alone: which mutations the golden values catch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +45,8 @@ from guidance_repro.report import regression  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ROOT / "tests" / "regression" / "expected.json"
+GOLDEN = ROOT / "tests" / "regression" / "golden.json"
+GOLDEN_RULE, GOLDEN_TARGET = "golden_values", "results/golden/values.json"
 PKG = "src/guidance_repro/"
 LG_MECH = ["results/cca_llamagen/mechanism/S.json"]
 VAR_MECH = ["results/cca_var/mechanism/d2.json"]
@@ -133,20 +140,42 @@ def prepare_run(base: Path, run: Path, cfg: dict | None) -> None:
         (run / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def check(run: Path) -> regression.CheckResult:
+def check(run: Path, golden_only: bool = False) -> regression.CheckResult:
     bands, golden, rules = regression.load_entries(EXPECTED)
+    golden = {**golden, **regression.load_golden(GOLDEN)}
+    if golden_only:
+        bands, rules = {}, []
     return regression.check(regression.collect_metrics(run / "results"), bands, golden, rules, partial=True)
+
+
+def _outcome(run: Path, seconds: float, golden_only: bool = False) -> dict:
+    result = check(run, golden_only)
+    return {"ran": True, "seconds": round(seconds, 1), "caught": not result.ok,
+            "failures": [{"kind": k, "entry": msg} for k, msg in result.failures]}
 
 
 def run_one(code: Path, run: Path, rules: tuple[str, ...], targets: tuple[str, ...], cores: int) -> dict:
     t0 = time.time()
-    proc = snakemake(code, run, "--cores", str(cores), "--forcerun", *rules, "--", *targets)
+    proc = snakemake(code, run, "--cores", str(cores), "--forcerun", *rules, GOLDEN_RULE,
+                     "--", *targets, GOLDEN_TARGET)
     seconds = time.time() - t0
     if proc.returncode != 0:
         return {"ran": False, "seconds": seconds, "error": (proc.stdout + proc.stderr)[-1500:]}
-    result = check(run)
-    return {"ran": True, "seconds": round(seconds, 1), "caught": not result.ok,
-            "failures": [{"kind": k, "entry": msg} for k, msg in result.failures]}
+    return _outcome(run, seconds)
+
+
+def run_golden_only(code: Path, run: Path) -> dict:
+    """The mutated copy's golden values (its package first on the path), checked by this checkout."""
+    if run.exists():
+        shutil.rmtree(run)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(code / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "guidance_repro", "golden-values", "--out",
+                           str(run / GOLDEN_TARGET)], cwd=code, capture_output=True, text=True, env=env)
+    seconds = time.time() - t0
+    if proc.returncode != 0:
+        return {"ran": False, "seconds": seconds, "error": (proc.stdout + proc.stderr)[-1500:]}
+    return _outcome(run, seconds, golden_only=True)
 
 
 def markdown(rows: list[dict], clean: list[dict]) -> str:
@@ -168,7 +197,8 @@ def markdown(rows: list[dict], clean: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", required=True, type=Path, help="workdir of a finished smoke run")
+    ap.add_argument("--base", type=Path, help="workdir of a finished smoke run (not with --golden-only)")
+    ap.add_argument("--golden-only", action="store_true", help="only the golden values of each mutated copy")
     ap.add_argument("--workroot", required=True, type=Path)
     ap.add_argument("--only", nargs="*", default=[], help="names of the mutations to run (default all)")
     ap.add_argument("--clean", type=int, default=0, help="seed-shifted clean runs (false alarms), shifts 1..K")
@@ -181,8 +211,10 @@ def main() -> None:
     unknown = sorted(set(args.only) - {m.name for m in MUTATIONS})
     if unknown:
         raise SystemExit(f"--only: unknown mutation {unknown[0]}")
-    if not (args.base / "results").is_dir():
+    if not args.golden_only and not (args.base and (args.base / "results").is_dir()):
         raise SystemExit(f"--base: {args.base}/results is not a folder")
+    if args.golden_only and (args.clean or args.clean_shifts):
+        raise SystemExit("--golden-only: the golden values do not depend on the seeds; no clean runs")
     rows = []
     for m in MUTATIONS:
         if args.no_mutations or (args.only and m.name not in args.only):
@@ -192,9 +224,13 @@ def main() -> None:
             shutil.rmtree(code)
         snapshot(code)
         mutate(code, m)
-        prepare_run(args.base, args.workroot / m.name / "run", None)
-        row = {"name": m.name, "what": m.what, "rules": list(m.rules), "targets": list(m.targets),
-               **run_one(code, args.workroot / m.name / "run", m.rules, m.targets, args.cores)}
+        run = args.workroot / m.name / "run"
+        if args.golden_only:
+            outcome = run_golden_only(code, run)
+        else:
+            prepare_run(args.base, run, None)
+            outcome = run_one(code, run, m.rules, m.targets, args.cores)
+        row = {"name": m.name, "what": m.what, "rules": list(m.rules), "targets": list(m.targets), **outcome}
         print(f"{m.name}: {'caught' if row.get('caught') else 'NOT caught' if row['ran'] else 'did not run'}"
               f" ({row['seconds']:.0f} s)", flush=True)
         rows.append(row)
@@ -215,7 +251,8 @@ def main() -> None:
             clean.append({"shift": k, **res})
             print(f"clean shift {k}: {'FALSE ALARM' if res.get('caught', True) else 'ok'} ({res['seconds']:.0f} s)",
                   flush=True)
-    write_json(args.out, {"mutations": rows, "clean_runs": clean, "expected": str(EXPECTED.relative_to(ROOT))})
+    write_json(args.out, {"mutations": rows, "clean_runs": clean, "expected": str(EXPECTED.relative_to(ROOT)),
+                          "golden": str(GOLDEN.relative_to(ROOT)), "golden_only": args.golden_only})
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(markdown(rows, clean))
     print(markdown(rows, clean))

@@ -40,6 +40,7 @@ COMMAND_MODULES = [
     "guidance_repro.report.curves",
     "guidance_repro.report.commands",
     "guidance_repro.report.regression_commands",
+    "guidance_repro.golden.commands",
 ]
 
 

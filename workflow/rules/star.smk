@@ -280,13 +280,19 @@ rule star_check_paper:
 
 rule star_mechanism:
     input:
-        f"{ST_DIR}/models/rope-low.pt",
+        rope=f"{ST_DIR}/models/rope-low.pt",
+        absolute=f"{ST_DIR}/models/absolute-low.pt",
+        codes=f"{ST_DIR}/tokens-low.npz",
+        tok=f"{ST_DIR}/tokenizer.pt",
+        text=f"{ST_DIR}/text_encoder.pt",
     output:
         f"{ST_DIR}/mechanism/rope.json",
     log:
         f"{ST_DIR}/logs/mechanism.log",
     shell:
-        "guidance-repro star-mechanism --model {input} --out {output} > {log} 2>&1"
+        "guidance-repro star-mechanism --model {input.rope} --absolute {input.absolute}"
+        " --codes {input.codes} --tokenizer {input.tok} --text-encoder {input.text}"
+        " --out {output} > {log} 2>&1"
 
 
 rule star_all:

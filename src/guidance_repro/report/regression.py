@@ -8,7 +8,8 @@ collected without changes here:
 - ``<experiment>/metrics/*.json`` and ``<experiment>/<sub>/metrics/*.json`` (the ``evaluate`` rule),
 - ``<experiment>/<sub>/metrics.json`` (e.g. the 2-D toy of the autoguidance paper),
 - ``evaluators/*_quality.json`` (how good the toy evaluators are),
-- ``<experiment>/mechanism/*.json`` and ``<experiment>/<sub>/mechanism/*.json`` (mechanism metrics).
+- ``<experiment>/mechanism/*.json`` and ``<experiment>/<sub>/mechanism/*.json`` (mechanism metrics),
+- ``golden/*.json`` (the golden values, golden/values.py).
 
 Every numeric leaf is a metric, except protocol records, claims, config echoes and timings.
 
@@ -35,7 +36,7 @@ from guidance_repro.errors import ReproError
 from guidance_repro.report.regression_rules import check_rules, validate_rules
 
 PATTERNS = ("*/metrics/*.json", "*/*/metrics/*.json", "*/*/metrics.json", "evaluators/*_quality.json",
-            "*/mechanism/*.json", "*/*/mechanism/*.json")
+            "*/mechanism/*.json", "*/*/mechanism/*.json", "golden/*.json")
 KINDS = ("band", "golden", "mechanism")
 # Subtrees that are not measurements: the protocol, claims (derived booleans), config echoes.
 SKIP_SUBTREES = {"protocol", "claims", "weights", "sampler", "config"}
@@ -211,11 +212,30 @@ def load_entries(path: str | Path) -> tuple[dict[str, dict], dict[str, dict], li
         if not (isinstance(band, dict) and isinstance(band.get("low"), (int, float))
                 and isinstance(band.get("high"), (int, float)) and band["low"] <= band["high"]):
             raise ReproError(f"{path}: metrics.{name} needs numbers low <= high")
-    golden = data.get("golden", {})
+    golden = check_golden_section(data.get("golden", {}), path)
+    return metrics, golden, validate_rules(data.get("mechanism", []), str(path))
+
+
+def check_golden_section(golden, path: str | Path) -> dict[str, dict]:
     if not isinstance(golden, dict):
         raise ReproError(f"{path}: 'golden' must map metric names to {{value, tol}}")
     for name, entry in golden.items():
         if not (isinstance(entry, dict) and isinstance(entry.get("value"), (int, float))
                 and isinstance(entry.get("tol"), (int, float)) and entry["tol"] >= 0):
             raise ReproError(f"{path}: golden.{name} needs numbers value and tol >= 0")
-    return metrics, golden, validate_rules(data.get("mechanism", []), str(path))
+    return golden
+
+
+def load_golden(path: str | Path) -> dict[str, dict]:
+    """The ``golden`` section of a golden file (tests/regression/golden.json), checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReproError(f"{path}: no golden file (make one with `guidance-repro golden-tolerance`)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReproError(f"{path}: not valid JSON ({exc})") from exc
+    golden = data.get("golden") if isinstance(data, dict) else None
+    if not golden:
+        raise ReproError(f"{path}: no 'golden' section")
+    return check_golden_section(golden, path)

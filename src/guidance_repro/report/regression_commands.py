@@ -1,6 +1,7 @@
 """Commands of the regression check (guidance_repro.report.regression):
 
-    guidance-repro regression-check --results results --expected tests/regression/expected.json
+    guidance-repro regression-check --results results --expected tests/regression/expected.json \
+        --golden tests/regression/golden.json
     guidance-repro regression-bands --runs R0/results R1/results ... --out tests/regression/expected.json
 
 `regression-check` exits 2 when an entry fails: a metric outside its band or missing, a golden value
@@ -20,6 +21,12 @@ from guidance_repro.report import regression  # light: json/math/statistics only
 
 def cmd_check(args: argparse.Namespace) -> None:
     bands, golden, rules = regression.load_entries(args.expected)
+    for path in args.golden:
+        more = regression.load_golden(path)
+        twice = sorted(set(golden) & set(more))
+        if twice:
+            raise ReproError(f"--golden {path}: {twice[0]} is also a golden value of {args.expected}")
+        golden = {**golden, **more}
     result = regression.check(regression.collect_metrics(args.results), bands, golden, rules)
     for name in result.unchecked:
         print(f"unchecked (not in {args.expected}): {name}")
@@ -62,6 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("regression-check", help="compare a run's metrics with the expected bands")
     p.add_argument("--results", required=True, help="the run's results folder")
     p.add_argument("--expected", required=True, help="expected bands (tests/regression/expected.json)")
+    p.add_argument("--golden", action="append", default=[],
+                   help="golden file whose values are checked too (tests/regression/golden.json); repeatable")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("regression-bands", help="measure metric bands from several seed runs")

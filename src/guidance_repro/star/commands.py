@@ -195,19 +195,42 @@ def _check_paper(args: argparse.Namespace) -> None:
 
 
 def _mechanism(args: argparse.Namespace) -> None:
+    import torch
+
     from guidance_repro.io import write_json
-    from guidance_repro.star.mechanism import rope_metrics
-    from guidance_repro.star.tasks import load_star
+    from guidance_repro.star.mechanism import rope_metrics, teacher_forced_losses
+    from guidance_repro.star.tasks import load_star, load_tokens, tokenizer_at
+    from guidance_repro.star.text import ToyTextEncoder
     model = load_star(args.model)
     if model.cfg.positions != "rope":
         raise ReproError(f"--model: {args.model} uses {model.cfg.positions!r} positions, not rope")
-    write_json(args.out, rope_metrics(model.rope_angles, list(model.cfg.patch_nums)))
-    print(f"[star-mechanism] RoPE angles of {args.model} -> {args.out}")
+    out = rope_metrics(model.rope_angles, list(model.cfg.patch_nums))
+    given = [bool(getattr(args, k)) for k in ("absolute", "codes", "tokenizer", "text_encoder")]
+    if any(given) and not all(given):
+        raise ReproError("star-mechanism: the teacher-forced losses need --absolute, --codes, --tokenizer "
+                         "and --text-encoder together")
+    if all(given):
+        absolute = load_star(args.absolute)
+        if absolute.cfg.positions != "absolute":
+            raise ReproError(f"--absolute: {args.absolute} uses {absolute.cfg.positions!r} positions, not absolute")
+        t = load_tokens(args.codes)
+        rows = min(args.rows, len(t["codes"]))
+        losses = teacher_forced_losses(model, absolute, tokenizer_at(args.tokenizer, t["image_size"], t["patch_nums"]),
+                                       ToyTextEncoder(args.text_encoder, "--text-encoder"),
+                                       torch.from_numpy(t["codes"][:rows]), [str(c) for c in t["captions"][:rows]])
+        out = {**out, **losses, "protocol": {**out["protocol"], "rows": rows, "codes": str(args.codes)}}
+    write_json(args.out, out)
+    print(f"[star-mechanism] RoPE angles{' and teacher-forced losses' if all(given) else ''} of {args.model} -> {args.out}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("star-mechanism", help="mechanism metrics of the normalized 2-D RoPE of a STAR model")
     p.add_argument("--model", required=True, help="a STAR model file with positions: rope")
+    p.add_argument("--absolute", default="", help="the ablation trained alike with positions: absolute")
+    p.add_argument("--codes", default="", help="a STAR tokens file (rows and captions for the losses)")
+    p.add_argument("--tokenizer", default="")
+    p.add_argument("--text-encoder", default="")
+    p.add_argument("--rows", type=int, default=32, help="first ROWS token rows")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_mechanism)
 
