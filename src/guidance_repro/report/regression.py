@@ -196,15 +196,19 @@ def load_expected(path: str | Path) -> dict[str, dict]:
     return load_entries(path)[0]
 
 
+def _read_json_file(path: Path, missing: str):
+    if not path.is_file():
+        raise ReproError(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReproError(f"{path}: not valid JSON ({exc})") from exc
+
+
 def load_entries(path: str | Path) -> tuple[dict[str, dict], dict[str, dict], list[dict]]:
     """(bands, golden values, mechanism rules) of an expected file, each checked."""
     path = Path(path)
-    if not path.is_file():
-        raise ReproError(f"{path}: no expected-metrics file (make one with tools/measure_regression_bands.py)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReproError(f"{path}: not valid JSON ({exc})") from exc
+    data = _read_json_file(path, "no expected-metrics file (make one with tools/measure_regression_bands.py)")
     metrics = data.get("metrics", {}) if isinstance(data, dict) else None
     if not isinstance(metrics, dict) or not (metrics or data.get("golden") or data.get("mechanism")):
         raise ReproError(f"{path}: no 'metrics' section (nor golden values or mechanism rules)")
@@ -229,12 +233,7 @@ def check_golden_section(golden, path: str | Path) -> dict[str, dict]:
 def load_golden(path: str | Path) -> dict[str, dict]:
     """The ``golden`` section of a golden file (tests/regression/golden.json), checked."""
     path = Path(path)
-    if not path.is_file():
-        raise ReproError(f"{path}: no golden file (make one with `guidance-repro golden-tolerance`)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReproError(f"{path}: not valid JSON ({exc})") from exc
+    data = _read_json_file(path, "no golden file (make one with `guidance-repro golden-tolerance`)")
     golden = data.get("golden") if isinstance(data, dict) else None
     if not golden:
         raise ReproError(f"{path}: no 'golden' section")
