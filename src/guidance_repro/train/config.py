@@ -128,6 +128,16 @@ class TrainConfig:
                              f"{key}.accumulation = {self.accumulation}")
 
 
+def accumulation_for(global_batch: int, micro_batch: int, world: int) -> int:
+    """Accumulation steps that make ``global_batch`` from per-process micro-batches of
+    ``micro_batch`` on ``world`` processes (the official CCA scripts fix the micro-batch, since
+    negatives are rolled within it)."""
+    if micro_batch < 1 or global_batch % (micro_batch * world):
+        raise ReproError(f"--global-batch: {global_batch} is not a multiple of --micro-batch x "
+                         f"processes = {micro_batch} x {world}")
+    return global_batch // (micro_batch * world)
+
+
 def _coerce(key: str, default: Any, value: Any) -> Any:
     """Check ``value`` against the type of the field's default (ints accepted for floats)."""
     if isinstance(default, bool) or isinstance(value, bool):

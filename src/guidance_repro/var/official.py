@@ -203,3 +203,11 @@ def vae_quantizer_from_state(sd: dict, source) -> MultiScaleQuantizer:
         raise ReproError(f"{source}: a VQVAE with {len(vae.state_dict())} tensors and widths "
                          f"{vae.cfg.to_dict()}, not the official ch160 V4096 Cvae32 layout")
     return vae.quantize
+
+
+def save_official_var(model: VAR, path: str | Path) -> None:
+    """Write ``model`` as the released ``var_d*.pth``: a raw float32 state dict with the official
+    key names (ours are VAR's), which VAR's own code and :func:`load_official_var` read."""
+    from guidance_repro.train.checkpoint import save_atomic
+    save_atomic({k: v.detach().cpu().float().clone() if v.is_floating_point() else v.detach().cpu().clone()
+                 for k, v in model.state_dict().items()}, path)
