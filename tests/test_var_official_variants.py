@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from guidance_repro.errors import ReproError
 from guidance_repro.var.model import VAR, SelfAttention, VARConfig, block_causal_mask
@@ -113,3 +112,16 @@ def test_bad_level_buffer_is_named():
     sd["lvl_1L"] = torch.zeros(1, 7, dtype=torch.long)
     with pytest.raises(ReproError, match="'lvl_1L'"):
         var_from_state(sd, "lvl.pth", overrides=TINY)
+
+
+def test_vqvae_phi_layouts_other_than_partially_shared_are_refused():
+    from test_var_vqvae import TINY as VAE_TINY, _state, documented_vqvae_keys
+
+    from guidance_repro.var.official import vqvae_from_state
+    sd = _state(documented_vqvae_keys(**VAE_TINY, S=2, phi=3))
+    assert vqvae_from_state(sd, "k3.pth", (1, 2)).cfg.phi_count == 3  # K = 3: bin-centre ticks
+    for key, k in (("quantize.quant_resi.qresi.weight", "1"), ("quantize.quant_resi.0.weight", "0")):
+        bad = {n: v for n, v in sd.items() if ".qresi_ls." not in n}
+        bad[key] = torch.zeros(8, 8, 3, 3)
+        with pytest.raises(ReproError, match=f"share_quant_resi = {k}"):
+            vqvae_from_state(bad, "bad.pth", (1, 2))

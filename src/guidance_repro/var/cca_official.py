@@ -23,7 +23,7 @@ from torch import nn
 
 from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cca import AlignmentParams, alignment_step, effective_beta
-from guidance_repro.var.model import VAR, VARConfig, sequence_logp
+from guidance_repro.var.model import VAR, sequence_logp
 from guidance_repro.var.msvq import join_scales
 from guidance_repro.var.official import load_official_var, load_official_vqvae
 from guidance_repro.var.tasks import cca_drop_path, var_param_groups

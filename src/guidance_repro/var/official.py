@@ -156,6 +156,11 @@ def vqvae_config_from_state(sd: dict, source, patch_nums=VAE_PATCH_NUMS) -> VQVA
         if w % ch:
             raise ReproError(f"{source}: key {key!r} has {w} output channels, not a multiple of ch {ch}")
         mult.append(w // ch)
+    for key, k in (("quantize.quant_resi.qresi.weight", "1 (one φ for every scale)"),
+                   ("quantize.quant_resi.0.weight", "0 (one φ per scale)")):
+        if key in sd:  # VAR's PhiShared / PhiNonShared layouts; only the partially shared one is built here
+            raise ReproError(f"{source}: key {key!r}: a share_quant_resi = {k} VQVAE; only the "
+                             f"partially shared layout (quant_resi.qresi_ls.*, K >= 2) is supported")
     V, code_dim = shape_of(sd, "quantize.embedding.weight", source, 2)
     cfg = {"ch": ch, "in_channels": cin, "ch_mult": mult, "code_dim": code_dim, "codebook_size": V,
            "num_res_blocks": len(_indices(sd, r"encoder\.down\.0\.block\.(\d+)\.conv1\.weight")),
