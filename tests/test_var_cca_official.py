@@ -156,3 +156,24 @@ def test_torchrun_two_gloo_processes_match_one(fx, tmp_path):
     # masking is off: its draws depend on the rank, as the official per-GPU draws do).
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+def test_a_killed_fine_tune_resumes_bit_identical(fx, tmp_path, monkeypatch):
+    assert cli.main(_cli(fx, tmp_path / "ref", steps=3)) == 0  # float16 + GradScaler, the default
+    loss = VAROfficialCCATask.loss
+
+    def fail_at_step_2(self, model, batch, step):
+        if step == 2:
+            raise RuntimeError("killed")
+        return loss(self, model, batch, step)
+
+    monkeypatch.setattr(VAROfficialCCATask, "loss", fail_at_step_2)
+    with pytest.raises(RuntimeError, match="killed"):
+        cli.main(_cli(fx, tmp_path / "run", steps=3))
+    assert load_model_file(tmp_path / "run" / "d16.pt.ckpt" / "last.pt")["step"] == 2
+    monkeypatch.setattr(VAROfficialCCATask, "loss", loss)
+    assert cli.main(_cli(fx, tmp_path / "run", steps=3)) == 0
+    ref, res = load_model_file(tmp_path / "ref" / "d16.pt"), load_model_file(tmp_path / "run" / "d16.pt")
+    for k in ref["model"]:
+        assert torch.equal(ref["model"][k], res["model"][k]), k
+    assert (tmp_path / "ref" / "VAR_d16_CCA.pth").read_bytes() == (tmp_path / "run" / "VAR_d16_CCA.pth").read_bytes()
