@@ -34,7 +34,7 @@ def test_defaults_round_trip():
     ({"ema_decay": 1.0}, r"^train\.ema_decay: must be in"),
     ({"betas": [0.9]}, r"^train\.betas: must be two numbers"),
     ({"betas": "0.9"}, r"^train\.betas: must be a list"),
-    ({"precision": "float16"}, r"^train\.precision: must be one of"),
+    ({"precision": "float64"}, r"^train\.precision: must be one of"),
     ({"device": "tpu"}, r"^train\.device: must be one of"),
     ({"grad_clip": -1}, r"^train\.grad_clip: must be >= 0"),
     ({"lr": float("nan")}, r"^train\.lr: must be a finite number"),

@@ -15,24 +15,32 @@ PARAMS = {16: 310_283_520, 20: 600_917_136, 24: 1_033_399_360, 30: 2_010_020_356
 PN = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
 
 
-def official_var_state(depth: int) -> dict:
-    """A var_d{depth}.pth-like raw state dict written from the fact sheet's key list."""
-    C, H, L, V = 64 * depth, depth, 680, 4096
-    sd = {"pos_start": (1, 1, C), "pos_1LC": (1, L, C), "word_embed.weight": (C, 32), "word_embed.bias": (C,),
-          "class_emb.weight": (1001, C), "lvl_embed.weight": (10, C),
+def official_var_state(depth: int, per_depth: int = 64, V: int = 4096, Cvae: int = 32, classes: int = 1000,
+                       pn=PN, shared_aln: bool = False, l2_norm: bool = True) -> dict:
+    """A var_d{depth}.pth-like raw state dict written from the fact sheet's key list (VAR's
+    var.py / basic_var.py names); ``per_depth`` < 64 gives the tiny widths of a test stand-in;
+    ``shared_aln``: VAR's ``--saln=1`` layout (``shared_ada_lin`` + per-block ``ada_gss``, d36)."""
+    C, H, L, S = per_depth * depth, depth, sum(p * p for p in pn), len(pn)
+    sd = {"pos_start": (1, 1, C), "pos_1LC": (1, L, C), "word_embed.weight": (C, Cvae), "word_embed.bias": (C,),
+          "class_emb.weight": (classes + 1, C), "lvl_embed.weight": (S, C),
           "head_nm.ada_lin.1.weight": (2 * C, C), "head_nm.ada_lin.1.bias": (2 * C,),
           "head.weight": (V, C), "head.bias": (V,)}
+    if shared_aln:
+        sd.update({"shared_ada_lin.1.weight": (6 * C, C), "shared_ada_lin.1.bias": (6 * C,)})
     for i in range(depth):
         b = f"blocks.{i}."
-        sd.update({b + "attn.scale_mul_1H11": (1, H, 1, 1), b + "attn.q_bias": (C,), b + "attn.v_bias": (C,),
+        sd.update({b + "attn.q_bias": (C,), b + "attn.v_bias": (C,),
                    b + "attn.zero_k_bias": (C,), b + "attn.mat_qkv.weight": (3 * C, C),
                    b + "attn.proj.weight": (C, C), b + "attn.proj.bias": (C,),
                    b + "ffn.fc1.weight": (4 * C, C), b + "ffn.fc1.bias": (4 * C,),
-                   b + "ffn.fc2.weight": (C, 4 * C), b + "ffn.fc2.bias": (C,),
-                   b + "ada_lin.1.weight": (6 * C, C), b + "ada_lin.1.bias": (6 * C,)})
+                   b + "ffn.fc2.weight": (C, 4 * C), b + "ffn.fc2.bias": (C,)})
+        sd.update({b + "ada_gss": (1, 1, 6, C)} if shared_aln else
+                  {b + "ada_lin.1.weight": (6 * C, C), b + "ada_lin.1.bias": (6 * C,)})
+        if l2_norm:
+            sd[b + "attn.scale_mul_1H11"] = (1, H, 1, 1)
     out = {k: torch.empty(s) for k, s in sd.items()}
-    out["lvl_1L"] = torch.cat([torch.full((p * p,), i) for i, p in enumerate(PN)])[None].long()
-    out["attn_bias_for_masking"] = block_causal_mask(PN)
+    out["lvl_1L"] = torch.cat([torch.full((p * p,), i) for i, p in enumerate(pn)])[None].long()
+    out["attn_bias_for_masking"] = block_causal_mask(pn)
     return out
 
 

@@ -30,6 +30,8 @@ COMMAND_MODULES = [
     "guidance_repro.llamagen.commands",
     "guidance_repro.llamagen.paper_commands",
     "guidance_repro.llamagen.cca_official_commands",
+    "guidance_repro.var.cca_official_commands",
+    "guidance_repro.var.paper_commands",
     "guidance_repro.llamagen.data_commands",
     "guidance_repro.sampling.shard_commands",
     "guidance_repro.metrics.adm_commands",

@@ -27,6 +27,7 @@ TASKS["llamagen-cca"] = "guidance_repro.llamagen.cca_task:make_llamagen_cca_task
 TASKS["msvq-tokenizer"] = "guidance_repro.var.msvq:make_msvq_task"
 TASKS["var-pretrain"] = "guidance_repro.var.tasks:make_pretrain_task"
 TASKS["var-cca"] = "guidance_repro.var.tasks:make_cca_task"
+TASKS["var-cca-official"] = "guidance_repro.var.cca_official:make_task"
 TASKS["star-text-encoder"] = "guidance_repro.star.tasks:make_text_encoder_task"
 TASKS["star-train"] = "guidance_repro.star.tasks:make_train_task"
 TASKS["star-cca"] = "guidance_repro.star.tasks:make_cca_task"

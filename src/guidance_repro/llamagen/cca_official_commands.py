@@ -35,12 +35,9 @@ OFFICIAL_MICRO_BATCH = 2  # 256 / 8 GPUs / 16 accumulation steps
 
 def recipe_params(args: argparse.Namespace, world: int) -> tuple[dict, dict]:
     """(task params, train config) of the run, from the flags and the per-size defaults."""
+    from guidance_repro.train.config import accumulation_for
     size = args.size
-    per_process = args.global_batch // args.micro_batch
-    if args.global_batch % (args.micro_batch * world):
-        raise ReproError(f"--global-batch: {args.global_batch} is not a multiple of --micro-batch x "
-                         f"processes = {args.micro_batch} x {world}")
-    accumulation = per_process // world
+    accumulation = accumulation_for(args.global_batch, args.micro_batch, world)
     task = {"official_size": size, "image_size": args.image_size, "beta": args.beta,
             "lam": LAMBDA[size] if args.lam is None else args.lam, "uncond_ratio": args.uncond_ratio,
             "class_dropout": (1e-6 if size in FSDP_SIZES else 1e-5) if args.class_dropout is None

@@ -25,7 +25,7 @@ import torch
 
 from guidance_repro.errors import ReproError
 from guidance_repro.llamagen.model import GPT, GPTConfig, SIZES, rope_2d
-from guidance_repro.train.checkpoint import check_layout, safe_loading
+from guidance_repro.train.checkpoint import check_layout, safe_loading, strip_prefixes
 
 PAPER_SIZES = ("B", "L", "XL", "XXL", "3B")
 
@@ -48,23 +48,6 @@ def read_torch_file(path: str | os.PathLike) -> dict:
 # Where a checkpoint keeps its state dict, in the order LlamaGen's sampler looks: its own trainer
 # ('model'), DeepSpeed ('module'), other trainers ('state_dict'); else the file is the state dict.
 CONTAINERS = ("model", "module", "state_dict")
-# Wrapper prefixes on every key: DDP/DeepSpeed ('module.') and torch.compile ('_orig_mod.').
-PREFIXES = ("module.", "_orig_mod.")
-
-
-def strip_prefixes(sd: dict) -> dict:
-    """Keys without the wrapper prefixes (repeatedly: a compiled DDP model has both)."""
-    out = {}
-    for k, v in sd.items():
-        name = k
-        while name.startswith(PREFIXES):
-            name = name[len(next(p for p in PREFIXES if name.startswith(p))):]
-        if name in out:
-            raise ReproError(f"key {name!r} occurs twice once the prefixes are stripped ({k!r})")
-        out[name] = v
-    return out
-
-
 def unwrap_state_dict(obj: dict, source, upcast: bool = False) -> dict:
     """The state dict of an official checkpoint: under 'model', 'module' or 'state_dict', else the
     raw dict (XXL/3B); wrapper prefixes stripped. ``upcast``: bf16/fp16 tensors become float32 (the

@@ -90,8 +90,6 @@ class OfficialSTARConfig(STARConfig):
 
 
 class OfficialSelfAttention(SelfAttention):
-    plain_scale = 0.25  # VAR's / STAR's code: 0.25 / √head_dim without the QK L2-norm
-
     def __init__(self, cfg: OfficialSTARConfig):
         super().__init__(cfg)
         self.clamp = cfg.qk_scale_clamp

@@ -136,3 +136,21 @@ def check_resume(ckpt: dict, path: Path, task_name: str, model_config: dict,
         diff = sorted(k for k in set(old_m) | set(new_m) if old_m.get(k) != new_m.get(k))
         raise ReproError(f"{path}: checkpoint was written for a different model "
                          f"(model config key {diff[0] if diff else '?'!r}); delete it to start over")
+
+
+# Wrapper prefixes an official file may put on every key: DDP/DeepSpeed ('module.') and
+# torch.compile ('_orig_mod.'). Shared by the families' official loaders.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_prefixes(sd: dict) -> dict:
+    """Keys without the wrapper prefixes (repeatedly: a compiled DDP model has both)."""
+    out = {}
+    for k, v in sd.items():
+        name = k
+        while name.startswith(WRAPPER_PREFIXES):
+            name = name[len(next(p for p in WRAPPER_PREFIXES if name.startswith(p))):]
+        if name in out:
+            raise ReproError(f"key {name!r} occurs twice once the prefixes are stripped ({k!r})")
+        out[name] = v
+    return out

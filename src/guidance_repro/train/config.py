@@ -16,7 +16,7 @@ from guidance_repro.errors import ReproError
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("constant", "cosine", "linear", "lin0", "rsqrt")
 EMAS = ("none", "exp", "power")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16", "float16")  # float16: autocast + GradScaler (VAR's fp16)
 DEVICES = ("auto", "cpu", "cuda")
 REDUCES = ("mean", "sum")
 PARALLELS = ("ddp", "fsdp")
@@ -31,6 +31,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
+    # < 0: constant weight decay; else VAR's cosine annealing from weight_decay to this value over
+    # the steps (its --twde; VAR-d30's CCA run: 0.05 -> 0.08).
+    weight_decay_end: float = -1.0
     schedule: str = "constant"
     warmup_steps: int = 0             # linear warm-up from 0 for constant/cosine/linear/rsqrt
     final_lr_factor: float = 0.0      # end of cosine/linear/lin0, as a fraction of lr
@@ -114,11 +117,25 @@ class TrainConfig:
                 raise bad(name, f"must be one of {', '.join(choices)}")
         if self.schedule == "lin0" and self.warmup_steps:
             raise bad("warmup_steps", "must be 0 with schedule lin0 (it warms up by lin0_warmup_frac)")
+        if self.weight_decay_end >= 0 and not self.weight_decay > 0:
+            raise bad("weight_decay_end", "needs weight_decay > 0 (it anneals each group's decay by a factor)")
+        if self.parallel == "fsdp" and self.precision == "float16":
+            raise bad("precision", "float16 (GradScaler) is not supported with parallel fsdp; use bfloat16")
         if self.parallel == "fsdp" and self.ema != "none":
             raise bad("ema", "must be 'none' with parallel fsdp (no EMA in the sharded path)")
         if self.batch_size % self.accumulation:
             raise ReproError(f"{key}.batch_size: {self.batch_size} is not divisible by "
                              f"{key}.accumulation = {self.accumulation}")
+
+
+def accumulation_for(global_batch: int, micro_batch: int, world: int) -> int:
+    """Accumulation steps that make ``global_batch`` from per-process micro-batches of
+    ``micro_batch`` on ``world`` processes (the official CCA scripts fix the micro-batch, since
+    negatives are rolled within it)."""
+    if micro_batch < 1 or global_batch % (micro_batch * world):
+        raise ReproError(f"--global-batch: {global_batch} is not a multiple of --micro-batch x "
+                         f"processes = {micro_batch} x {world}")
+    return global_batch // (micro_batch * world)
 
 
 def _coerce(key: str, default: Any, value: Any) -> Any:

@@ -46,7 +46,7 @@ from guidance_repro.train.checkpoint import (check_resume, load_resume_checkpoin
 from guidance_repro.train.config import TrainConfig
 from guidance_repro.train import fsdp
 from guidance_repro.train.ema import EMA
-from guidance_repro.train.schedule import lr_factor
+from guidance_repro.train.schedule import lr_factor, weight_decay_factor
 
 CKPT_FORMAT = "guidance_repro.train/1"
 
@@ -162,7 +162,8 @@ def _optimizer(task: Any, model: nn.Module, cfg: TrainConfig) -> torch.optim.Opt
         groups = [{"params": [p for p in model.parameters() if p.requires_grad],
                    "weight_decay": cfg.weight_decay}]
     for g in groups:
-        g["initial_lr"] = float(g.pop("lr", cfg.lr))  # the schedule multiplies this
+        g["initial_lr"] = float(g.pop("lr", cfg.lr))  # the schedules multiply these
+        g["initial_weight_decay"] = float(g.get("weight_decay", cfg.weight_decay))
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
@@ -175,10 +176,12 @@ def _split_loss(out: Any) -> tuple[torch.Tensor, dict[str, float]]:
 
 
 def accumulate(model: nn.Module, task: Any, batches: list, step: int, reduce: str,
-               autocast, no_sync, fetch=lambda b: b) -> tuple[torch.Tensor, int, dict[str, float]]:
+               autocast, no_sync, fetch=lambda b: b,
+               scale_loss=lambda loss: loss) -> tuple[torch.Tensor, int, dict[str, float]]:
     """Forward and backward of one optimizer step's micro-batches (``fetch(b)`` makes each, in
     turn); gradients accumulate in the parameters. ``reduce`` "mean" divides each micro-batch loss by their count, "sum" does not.
-    ``no_sync()`` is the context of a micro-batch whose gradients are not yet reduced over ranks.
+    ``no_sync()`` is the context of a micro-batch whose gradients are not yet reduced over ranks;
+    ``scale_loss`` is applied to what is back-propagated only (float16's GradScaler).
     Returns (sum of the micro-batch losses, their count, summed metrics)."""
     total = torch.zeros((), dtype=torch.float64)
     metrics_sum: dict[str, float] = {}
@@ -188,7 +191,7 @@ def accumulate(model: nn.Module, task: Any, batches: list, step: int, reduce: st
         with (contextlib.nullcontext() if a == len(batches) - 1 else no_sync()):
             with autocast:
                 loss, metrics = _split_loss(task.loss(model, batch, step))
-            (loss * scale).backward()
+            scale_loss(loss * scale).backward()
         total = total.to(loss.device) + loss.detach().double()
         for k, v in metrics.items():
             metrics_sum[k] = metrics_sum.get(k, 0.0) + v
@@ -283,7 +286,13 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
     # holding whole gradients until the last one); the sum over ranks is the same.
     no_sync = model.no_sync if use_ddp else contextlib.nullcontext
     order = DataOrder(n, cfg.seed)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16")
+    half = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(cfg.precision)
+    autocast = torch.autocast(device.type, dtype=half or torch.float32, enabled=half is not None)
+    # float16 (VAR's recipe): losses scaled against underflow, gradients unscaled before clipping;
+    # the scale is part of the checkpoint, so a resumed run scales as an uninterrupted one.
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "float16")
+    if found is not None and ckpt.get("grad_scaler"):
+        scaler.load_state_dict(ckpt["grad_scaler"])
     params = [p for g in opt.param_groups for p in g["params"]]
 
     def states() -> tuple[dict, dict]:
@@ -301,6 +310,7 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
         save_checkpoint({"format": CKPT_FORMAT, "task": task.name, "model_config": model_config,
                          "train_config": train_config, "step": done, "model": model_sd,
                          "optimizer": opt_sd, "ema": ema.state_dict() if ema else None,
+                         "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
                          "log_rows": rows, "seconds": seconds}, ckpt_path, keep_previous=last_is_good)
         last_is_good = True
         _write_log(log_path, rows)
@@ -313,23 +323,26 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
     last_loss = rows[-1]["loss"] if rows else float("nan")
     for step in range(start, cfg.steps):
         reseed(cfg.seed, step, rank, device)
-        lr_f = lr_factor(cfg, step)
+        lr_f, wd_f = lr_factor(cfg, step), weight_decay_factor(cfg, step)
         for g in opt.param_groups:
             g["lr"] = g["initial_lr"] * lr_f
+            g["weight_decay"] = g["initial_weight_decay"] * wd_f
         raw.train()
         if hasattr(task, "begin_step"):
             task.begin_step(step, step * B // n)
         loss_sum, count, metrics = accumulate(
             model, task, micro_batches(order, step, B, acc, world, rank), step,
             cfg.accumulation_reduce, autocast, no_sync,
-            fetch=lambda mine: to_device(task.get_batch(mine), device))
+            fetch=lambda mine: to_device(task.get_batch(mine), device), scale_loss=scaler.scale)
         win_loss += loss_sum.to(win_loss.device)
         win_count += count
         for k, v in metrics.items():
             win_metrics[k] = win_metrics.get(k, 0.0) + v
+        scaler.unscale_(opt)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
+        scaler.step(opt)  # skips the step when float16 gradients overflowed, as VAR's AmpOptimizer
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         done = step + 1
         if ema is not None:

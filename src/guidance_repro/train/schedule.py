@@ -50,3 +50,14 @@ def lr_factor(cfg: TrainConfig, k: int) -> float:
     if cfg.schedule == "rsqrt":  # EDM2: steps done so far, relative to the reference length
         return _warmup(cfg, k) / math.sqrt(max(k / cfg.rsqrt_ref_steps, 1.0))
     raise ValueError(cfg.schedule)  # unreachable: TrainConfig.validate checks the name
+
+
+def weight_decay_factor(cfg: TrainConfig, k: int) -> float:
+    """Multiplier of every group's weight decay at step ``k``: 1 without ``weight_decay_end``;
+    else VAR's lr_wd_annealing: wd(k) = end + (wd − end)·(1 + cos(π·k/(steps − 1)))/2, as a
+    fraction of wd (groups without decay stay at 0, as VAR's wd_sc = 0 groups)."""
+    if cfg.weight_decay_end < 0:
+        return 1.0
+    done = k / (cfg.steps - 1) if cfg.steps > 1 else 1.0
+    wd = cfg.weight_decay_end + (cfg.weight_decay - cfg.weight_decay_end) * (0.5 + 0.5 * math.cos(math.pi * done))
+    return wd / cfg.weight_decay

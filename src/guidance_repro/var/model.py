@@ -77,6 +77,7 @@ class VARConfig(ScaleWiseShape):
     drop_path: float = -1.0                    # max drop-path rate; < 0: VAR's 0.1·depth/24
     class_dropout: float = 0.1                 # VAR cond_drop_rate
     attn_l2_norm: bool = True
+    shared_aln: bool = False                   # VAR-d36: one AdaLN linear for all blocks + per-block ada_gss
 
     @classmethod
     def from_dict(cls, d: dict, key: str = "model") -> "VARConfig":
@@ -89,6 +90,8 @@ class VARConfig(ScaleWiseShape):
 _PAPER = dict(vocab_size=4096, code_dim=32, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16), num_classes=1000,
               width_per_depth=64, head_dim=64)
 SIZES = {f"d{d}": dict(_PAPER, depth=d) for d in (16, 20, 24, 30)}
+# The 512 px var_d36.pth: shared AdaLN (VAR's --saln=1) on the 512 px schedule (L = 2240).
+SIZES["d36"] = dict(_PAPER, depth=36, patch_nums=(1, 2, 3, 4, 6, 9, 13, 18, 24, 32), shared_aln=True)
 
 
 def scalewise_init(model: nn.Module, width: int, positional) -> None:
@@ -126,7 +129,7 @@ class DropPath(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    plain_scale = 1.0  # softmax scale without QK L2-norm: plain_scale / √head_dim
+    plain_scale = 0.25  # without the QK L2-norm VAR's basic_var.py scales by 0.25 / √head_dim, not 1 / √head_dim
 
     def __init__(self, cfg: VARConfig):
         super().__init__()
@@ -175,16 +178,27 @@ class FFN(nn.Module):
 
 
 class AdaLNSelfAttn(nn.Module):
+    """``cond``: the class embedding (B, C), or with ``shared_aln`` the output (B, 1, 6, C) of the
+    model's ``shared_ada_lin``, to which the block adds its own ``ada_gss`` (1, 1, 6, C)."""
+
     def __init__(self, cfg: VARConfig, drop_path: float):
         super().__init__()
         C = cfg.width
         self.attn, self.ffn = SelfAttention(cfg), FFN(cfg)
         self.ln = nn.LayerNorm(C, eps=1e-6, elementwise_affine=False)
-        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(C, 6 * C))
+        if cfg.shared_aln:
+            self.ada_gss = nn.Parameter(torch.randn(1, 1, 6, C) / C ** 0.5)
+        else:
+            self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(C, 6 * C))
         self.drop_path = DropPath(drop_path)
 
+    def modulation(self, cond):
+        if hasattr(self, "ada_gss"):
+            return self.ada_gss + cond
+        return self.ada_lin(cond).view(-1, 1, 6, self.ln.normalized_shape[0])
+
     def forward(self, x, cond, mask):
-        g1, g2, s1, s2, b1, b2 = self.ada_lin(cond).view(-1, 1, 6, x.shape[-1]).unbind(2)
+        g1, g2, s1, s2, b1, b2 = self.modulation(cond).unbind(2)
         x = x + self.drop_path(self.attn(self.ln(x) * (1 + s1) + b1, mask) * g1)
         return x + self.drop_path(self.ffn(self.ln(x) * (1 + s2) + b2) * g2)
 
@@ -214,6 +228,8 @@ class VAR(nn.Module):
         self.register_buffer("lvl_1L", lvl[None].long())
         self.register_buffer("attn_bias_for_masking", block_causal_mask(cfg.patch_nums))
         dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        if cfg.shared_aln:
+            self.shared_ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(C, 6 * C))
         self.blocks = nn.ModuleList(AdaLNSelfAttn(cfg, p) for p in dpr)
         self.head_nm = AdaLNBeforeHead(C)
         self.head = nn.Linear(C, cfg.vocab_size)
@@ -221,9 +237,11 @@ class VAR(nn.Module):
 
     def _init(self):
         scalewise_init(self, self.cfg.width, (self.pos_start, self.pos_1LC))
-        for b in self.blocks:  # residual branches start small (VAR scales γ by 1e-5, scale/shift by 0.5)
-            b.ada_lin[-1].weight.data[:2 * self.cfg.width].mul_(1e-5)
-            b.ada_lin[-1].weight.data[2 * self.cfg.width:].mul_(0.5)
+        ada = [self.shared_ada_lin[-1]] if self.cfg.shared_aln else [b.ada_lin[-1] for b in self.blocks]
+        for lin in ada:  # residual branches start small (VAR scales γ by 1e-5, scale/shift by 0.5)
+            lin.weight.data[:2 * self.cfg.width].mul_(1e-5)
+            lin.weight.data[2 * self.cfg.width:].mul_(0.5)
+        for b in self.blocks:
             b.attn.proj.weight.data.div_(math.sqrt(2 * self.cfg.depth))
             b.ffn.fc2.weight.data.div_(math.sqrt(2 * self.cfg.depth))
 
@@ -249,8 +267,9 @@ class VAR(nn.Module):
         return h + self.lvl_embed(self.lvl_1L[:, start:end]) + self.pos_1LC[:, start:end]
 
     def run(self, h, cond, mask):
+        block_cond = self.shared_ada_lin(cond).view(-1, 1, 6, self.cfg.width) if self.cfg.shared_aln else cond
         for b in self.blocks:
-            h = b(h, cond, mask)
+            h = b(h, block_cond, mask)
         return self.head(self.head_nm(h, cond)).float()
 
     def forward(self, labels: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ What is VAR's here (cca.md §4.2, star.md §1):
 - residual quantisation: at scale k the residual f − f̂ is area-downsampled to pn_k x pn_k and
   quantised, the codes are bicubic-upsampled back to the full map, passed through φ and added to f̂;
 - φ: a small number of 3x3 convs shared across scales (VAR: 4 with ratio 0.5,
-  φ(h) = (1 − r)·h + r·conv(h)); scale k uses the conv whose tick in linspace(1/3K, 1 − 1/3K, K) is
+  φ(h) = (1 − r)·h + r·conv(h)); scale k uses the conv whose tick (VAR's quant.py: linspace(1/3K, 1 − 1/3K, K)
+  for K = 4, linspace(1/2K, 1 − 1/2K, K) for every other K) is
   nearest to k/(S − 1);
 - the losses: per scale, β·‖sg(f̂) − f‖² (commitment) + ‖f̂ − sg(f)‖² (codebook, φ), averaged over
   scales, and a straight-through f̂ for the decoder;
@@ -89,9 +90,13 @@ class MSVQConfig:
 
 
 def phi_index(si: int, num_scales: int, count: int) -> int:
-    """Which shared φ conv scale ``si`` of ``num_scales`` uses (nearest tick to si/(S-1))."""
+    """Which shared φ conv scale ``si`` of ``num_scales`` uses (nearest tick to si/(S-1)).
+
+    The ticks are VAR's (``PhiPartiallyShared``): margins 1/3K for K = 4, the released setting,
+    and 1/2K (the centres of K equal bins) for any other K."""
     ratio = si / (num_scales - 1) if num_scales > 1 else 1.0
-    ticks = np.linspace(1 / (3 * count), 1 - 1 / (3 * count), count)
+    margin = 1 / (3 * count) if count == 4 else 1 / (2 * count)
+    ticks = np.linspace(margin, 1 - margin, count)
     return int(np.argmin(np.abs(ticks - ratio)))
 
 

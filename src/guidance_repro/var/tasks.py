@@ -45,6 +45,19 @@ def load_var(path: str | Path) -> VAR:
     return model.eval()
 
 
+def var_param_groups(model: nn.Module, wd: float) -> list[dict]:
+    """VAR's filter_params: no weight decay on 1-D parameters (biases), position/level embeddings,
+    the attention's scale_mul and the shared AdaLN's ada_gss (its nowd_keys)."""
+    no = ("pos_", "lvl_embed", "scale_mul", "ada_gss")
+
+    def decayed(name, p):
+        return p.ndim >= 2 and not any(s in name for s in no)
+
+    decay = [p for n, p in model.named_parameters() if decayed(n, p)]
+    other = [p for n, p in model.named_parameters() if not decayed(n, p)]
+    return [{"params": decay, "weight_decay": wd}, {"params": other, "weight_decay": 0.0}]
+
+
 def cca_drop_path(depth: int) -> float:
     """CCA's dropout per depth (cca.md §1.2): VAR's 0.1·depth/24, except d16 and smaller: none."""
     return 0.0 if depth <= 16 else 0.1 * depth / 24
@@ -85,11 +98,7 @@ class _VARData:
         self.tokenizer.to(device)
 
     def param_groups(self, model: nn.Module, wd: float) -> list[dict]:
-        # VAR: no weight decay on biases, norms' scales, position/level embeddings and the φ scale.
-        no = ("pos_", "lvl_embed", "scale_mul")
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and not any(s in n for s in no)]
-        other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and not any(s in n for s in no))]
-        return [{"params": decay, "weight_decay": wd}, {"params": other, "weight_decay": 0.0}]
+        return var_param_groups(model, wd)
 
 
 class VARPretrainTask(_VARData):
