@@ -154,11 +154,12 @@ class Block(nn.Module):
         super().__init__()
         self.attention_norm, self.attention = RMSNorm(cfg.dim), Attention(cfg)
         self.ffn_norm, self.feed_forward = RMSNorm(cfg.dim), FeedForward(cfg)
-        self.resid_dropout = nn.Dropout(cfg.resid_dropout)
 
     def forward(self, x, rope, start):
+        # Each branch is dropped once, inside its module (attention: resid_dropout, FFN:
+        # ffn_dropout), as in the official block; a second dropout here would keep 0.81, not 0.9.
         x = x + self.attention(self.attention_norm(x), rope, start)
-        return x + self.resid_dropout(self.feed_forward(self.ffn_norm(x)))
+        return x + self.feed_forward(self.ffn_norm(x))
 
 
 class LabelEmbedder(nn.Module):
@@ -180,6 +181,9 @@ class GPT(nn.Module):
         # A plain attribute, not a buffer: it is not in the state dict (as in the official files).
         self.freqs_cis = rope_2d(cfg.grid, cfg.dim // cfg.n_head, cfg.rope_base, cfg.prefix_rope)
         self.apply(self._init)
+        # The official init: N(0, 0.02) everywhere, then the output layer zeroed (the first logits
+        # are uniform). Zeroing after the normal draw keeps the RNG stream of the other layers.
+        nn.init.zeros_(self.output.weight)
 
     @staticmethod
     def _init(m):
