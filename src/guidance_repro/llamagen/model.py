@@ -308,23 +308,24 @@ class GPT(nn.Module):
     def static_step(self, labels: torch.Tensor | None, token: torch.Tensor | None, pos: int,
                     compiled: bool = False) -> torch.Tensor:
         """``step`` on the static cache: the same logits (B, V), from one fixed-shape function."""
-        if pos == 0:
-            h = self.cls_embedding.embedding_table(labels)[:, None]
-        else:
-            h = self.tok_embeddings(token)[:, None]
+        h = self._embed_step(labels, token, pos)
         at = torch.tensor([pos], device=h.device)
         if not compiled:
-            return self._static_body(self.tok_dropout(h), at)
+            return self._static_body(h, at)
         # a CUDA graph overwrites its output on the next replay: keep a copy
-        return self.compiled_body()(self.tok_dropout(h), at).clone()
+        return self.compiled_body()(h, at).clone()
 
     def step(self, labels: torch.Tensor | None, token: torch.Tensor | None, pos: int) -> torch.Tensor:
         """Logits (B, V) for code ``pos`` given the cache; pos 0 feeds the class, else code pos-1."""
+        return self._run(self._embed_step(labels, token, pos), pos)[:, -1]
+
+    def _embed_step(self, labels, token, pos: int) -> torch.Tensor:
+        """The one input (B, 1, D) of a decoding step: the class at pos 0, else code pos-1."""
         if pos == 0:
             h = self.cls_embedding.embedding_table(labels)[:, None]
         else:
             h = self.tok_embeddings(token)[:, None]
-        return self._run(self.tok_dropout(h), pos)[:, -1]
+        return self.tok_dropout(h)
 
 
 def sequence_logp(model: GPT, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
