@@ -132,6 +132,8 @@ def test_benchmark_passes_are_taken_in_turns():
     assert [len(t) for t in times.values()] == [3, 3] and all(x >= 0 for t in times.values() for x in t)
     with pytest.raises(ReproError, match="--repeats: must be at least 1"):
         interleaved_times({"a": lambda r: None}, 0)
+    ticks = iter(range(0, 100, 5))  # a clock that advances 5 per reading: every pass reads 5
+    assert interleaved_times({"a": lambda r: None}, 2, clock=lambda: next(ticks)) == {"a": [5, 5]}
 
 
 def test_check_official_names_the_missing_file(tmp_path, capsys):

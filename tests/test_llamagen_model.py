@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from guidance_repro.errors import ReproError
-from guidance_repro.llamagen.model import (GPT, GPTConfig, PretrainTask, apply_rope, num_params,
-                                           rope_2d, sequence_logp)
+from guidance_repro.llamagen.model import (GPT, Block, GPTConfig, PretrainTask, apply_rope,
+                                           num_params, rope_2d, sequence_logp)
 
 TINY = dict(vocab_size=32, grid=4, num_classes=5, dim=32, n_layer=2, n_head=2, multiple_of=16)
 
@@ -71,6 +71,7 @@ def test_rope_relative_position_property():
 def test_forward_shapes_and_causality():
     torch.manual_seed(0)
     model = GPT(GPTConfig(**TINY)).eval()
+    torch.nn.init.normal_(model.output.weight, std=0.02)  # the init zeroes it: logits would be 0
     codes = torch.randint(0, 32, (3, 16))
     labels = torch.tensor([0, 4, 5])  # 5 = null class
     logits = model(codes, labels)
@@ -106,6 +107,42 @@ def test_class_dropout_only_in_training():
     assert torch.equal(model.eval().drop_labels(labels), labels)
 
 
+def test_ffn_branch_is_dropped_once_as_in_the_official_block():
+    # Only the attention branch has resid_dropout; with its output projection zeroed that branch
+    # is 0, so with ffn_dropout 0 a training-mode block must equal the eval-mode block. A second
+    # (residual) dropout on the FFN branch would drop half of it here.
+    torch.manual_seed(0)
+    block = Block(GPTConfig(**{**TINY, "resid_dropout": 0.5, "ffn_dropout": 0.0}))
+    torch.nn.init.zeros_(block.attention.wo.weight)
+    x = torch.randn(4, 6, TINY["dim"])
+    rope = torch.view_as_complex(rope_2d(4, TINY["dim"] // TINY["n_head"])[:6].contiguous())
+    with torch.no_grad():
+        assert torch.equal(block.train()(x, rope, 0), block.eval()(x, rope, 0))
+    # and the FFN's own dropout keeps 1 - p of the branch (0.9, not 0.81)
+    block = Block(GPTConfig(**{**TINY, "resid_dropout": 0.0, "ffn_dropout": 0.1}))
+    torch.nn.init.zeros_(block.attention.wo.weight)
+    x = torch.randn(64, 16, TINY["dim"])
+    with torch.no_grad():
+        branch = block.train()(x, torch.ones(16, TINY["dim"] // TINY["n_head"] // 2, dtype=torch.cfloat), 0) - x
+    kept = (branch != 0).float().mean().item()
+    assert 0.88 < kept < 0.92
+
+
+def test_official_init_zeroes_the_output_layer_only():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**{**TINY, "dim": 64}))
+    assert torch.count_nonzero(model.output.weight) == 0
+    codes, labels = torch.randint(0, 32, (2, 16)), torch.tensor([0, 5])
+    assert torch.count_nonzero(model.eval()(codes, labels)) == 0  # uniform first logits
+    for name, p in model.named_parameters():  # every other matrix N(0, 0.02), norms at 1
+        if name == "output.weight":
+            continue
+        if p.ndim >= 2:
+            assert p.std().item() == pytest.approx(0.02, rel=0.15), name
+        else:
+            assert torch.equal(p, torch.ones_like(p)), name
+
+
 def test_pretrain_task_loss(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "codes.npz"
@@ -114,7 +151,7 @@ def test_pretrain_task_loss(tmp_path):
     assert task.num_examples() == 20
     model = task.build_model()
     loss, stats = task.loss(model, task.get_batch(np.arange(8)), 0)
-    assert loss.item() == pytest.approx(math.log(32), rel=0.1)  # near uniform at init
+    assert loss.item() == pytest.approx(math.log(32), rel=1e-6)  # zeroed output layer: uniform
     loss.backward()
     assert model.output.weight.grad is not None
     groups = task.param_groups(model, 0.05)

@@ -90,6 +90,20 @@ def test_encode_decode_shapes_and_the_bicubic_eval_resize():
         model.encode(images[:, :4])
 
 
+def test_encoder_and_decoder_get_contiguous_nchw_tensors():
+    # A permuted (channels-last) view would make every convolution take the channels-last CPU
+    # kernel, which rounds differently from the official code's contiguous tensors.
+    torch.manual_seed(4)
+    model = VQ16(TINY).eval()
+    seen = []
+    for conv in (model.encoder.conv_in, model.post_quant_conv, model.decoder.conv_in):
+        conv.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    codes = model.encode(np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8))
+    model.decode(codes)
+    assert seen == [True, True, True]
+    assert model.quantize.lookup(torch.from_numpy(codes)).is_contiguous()
+
+
 def test_strict_load_of_a_small_official_layout_file(tmp_path):
     torch.manual_seed(3)
     ref = VQ16(TINY).eval()

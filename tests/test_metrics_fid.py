@@ -115,3 +115,18 @@ def test_our_fid_equals_cleanfid_compute_fid_on_png_folders(tmp_path, channels, 
     their_feats = cleanfid.get_folder_features(d_real, net, num_workers=0, device=CPU, mode="clean",
                                                custom_fn_resize=ext.cleanfid_fn_resize, verbose=False)
     np.testing.assert_allclose(ext.features(real), their_feats, rtol=1e-5, atol=1e-6)
+
+
+def test_extractor_feeds_contiguous_nchw_batches():
+    # clean-fid's ToTensor gives contiguous NCHW; a permuted NHWC view is channels-last, and the
+    # network's convolutions would then take another CPU kernel (other rounding).
+    seen = []
+
+    def feature_fn(x):
+        seen.append((x.is_contiguous(), tuple(x.shape)))
+        return x.mean((2, 3))
+
+    ext = TorchExtractor("probe", "0" * 64, 6, feature_fn=feature_fn, batch_size=4)
+    ext.progress = False
+    ext.features(random_images(6, 6, 3, seed=0))
+    assert seen == [(True, (4, 3, 6, 6)), (True, (2, 3, 6, 6))]

@@ -148,3 +148,17 @@ def test_adm_batch_writer_and_reader(tmp_path):
     np.savez(tmp_path / "f.npz", arr_0=images.astype(np.float32))
     with pytest.raises(ReproError, match=r"f\.npz: key 'arr_0' must be uint8"):
         batch_info(tmp_path / "f.npz")
+
+
+@pytest.mark.slow  # one inductor compile of the tiny GPT's step
+def test_compiled_shard_draws_the_eager_images(official_files, tmp_path):
+    eager, compiled = tmp_path / "eager.json", tmp_path / "compiled.json"
+    assert main(shard_args(official_files, eager, 0, 5)) == 0
+    assert main(shard_args(official_files, compiled, 0, 5, "--compile")) == 0
+    settings = json.loads(compiled.read_text())["settings"]
+    assert settings["compile"] is True and any("torch.compile over a static cache" in d
+                                               for d in settings["differs_from_official"])
+    for a, b in zip(sorted((tmp_path / "eager.json.chunks").glob("chunk_*.npz")),
+                    sorted((tmp_path / "compiled.json.chunks").glob("chunk_*.npz")), strict=True):
+        with np.load(a) as za, np.load(b) as zb:
+            assert np.array_equal(za["images"], zb["images"])

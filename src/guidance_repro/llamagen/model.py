@@ -101,6 +101,15 @@ def apply_rope(x: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(xc * rot[None, :, None]).flatten(3).type_as(x)
 
 
+def apply_rope_real(x: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
+    """:func:`apply_rope` in real arithmetic, (a cos - b sin, a sin + b cos) per pair, for the
+    compiled decode step: inductor generates no code for complex ops (it falls back to eager)."""
+    xr = x.float().reshape(*x.shape[:-1], -1, 2)
+    cos, sin = cache[None, :, None, :, 0], cache[None, :, None, :, 1]
+    a, b = xr[..., 0], xr[..., 1]
+    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(3).type_as(x)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
@@ -119,6 +128,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.resid_dropout = nn.Dropout(cfg.resid_dropout)
         self.kv = None  # (k, v) cache, each (B, H, max_len, hd), while decoding
+        self.static_kv = None  # StaticKV of the fixed-shape decode path
 
     def forward(self, x, rope, start: int):
         B, S, _ = x.shape
@@ -134,6 +144,30 @@ class Attention(nn.Module):
             mask = torch.ones(S, start + S, dtype=torch.bool, device=x.device).tril(diagonal=start)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.resid_dropout(self.wo(y.transpose(1, 2).reshape(B, S, -1)))
+
+    def forward_static(self, x, rope, pos: torch.Tensor, mask: torch.Tensor):
+        """One token (B, 1, D) at position ``pos`` (a 1-element tensor): written into the static
+        cache, attending over the whole padded cache under ``mask`` (B, 1, 1, L). Every shape is
+        fixed, so one compiled graph serves every position."""
+        B = x.shape[0]
+        q, k, v = self.wqkv(x).view(B, 1, 3, self.n_head, self.head_dim).unbind(2)
+        q, k = apply_rope_real(q, rope), apply_rope_real(k, rope)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        cache = self.static_kv
+        cache.k.index_copy_(2, pos, k)
+        cache.v.index_copy_(2, pos, v)
+        y = F.scaled_dot_product_attention(q, cache.k, cache.v, attn_mask=mask)
+        return self.resid_dropout(self.wo(y.transpose(1, 2).reshape(B, 1, -1)))
+
+
+class StaticKV(nn.Module):
+    """A KV cache preallocated to the padded length, held as non-persistent buffers: they move with
+    the module and count as static inputs for CUDA graphs, and stay out of the state dict."""
+
+    def __init__(self, shape: tuple, device, dtype):
+        super().__init__()
+        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
 
 
 class FeedForward(nn.Module):
@@ -154,11 +188,16 @@ class Block(nn.Module):
         super().__init__()
         self.attention_norm, self.attention = RMSNorm(cfg.dim), Attention(cfg)
         self.ffn_norm, self.feed_forward = RMSNorm(cfg.dim), FeedForward(cfg)
-        self.resid_dropout = nn.Dropout(cfg.resid_dropout)
 
     def forward(self, x, rope, start):
+        # Each branch is dropped once, inside its module (attention: resid_dropout, FFN:
+        # ffn_dropout), as in the official block; a second dropout here would keep 0.81, not 0.9.
         x = x + self.attention(self.attention_norm(x), rope, start)
-        return x + self.resid_dropout(self.feed_forward(self.ffn_norm(x)))
+        return x + self.feed_forward(self.ffn_norm(x))
+
+    def forward_static(self, x, rope, pos, mask):
+        x = x + self.attention.forward_static(self.attention_norm(x), rope, pos, mask)
+        return x + self.feed_forward(self.ffn_norm(x))
 
 
 class LabelEmbedder(nn.Module):
@@ -179,7 +218,12 @@ class GPT(nn.Module):
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         # A plain attribute, not a buffer: it is not in the state dict (as in the official files).
         self.freqs_cis = rope_2d(cfg.grid, cfg.dim // cfg.n_head, cfg.rope_base, cfg.prefix_rope)
+        # freqs_cis on the device, set up with the static cache (non-persistent: not in the state dict)
+        self.register_buffer("static_rope", None, persistent=False)
         self.apply(self._init)
+        # The official init: N(0, 0.02) everywhere, then the output layer zeroed (the first logits
+        # are uniform). Zeroing after the normal draw keeps the RNG stream of the other layers.
+        nn.init.zeros_(self.output.weight)
 
     @staticmethod
     def _init(m):
@@ -212,24 +256,76 @@ class GPT(nn.Module):
         return self._run(self.tok_dropout(h), 0)
 
     # --- incremental decoding -------------------------------------------------------------------
-    def setup_cache(self, batch: int, device=None, dtype=torch.float32) -> None:
+    def setup_cache(self, batch: int, device=None, dtype=torch.float32, static: bool = False) -> None:
+        """The growing cache (``step``) or, with ``static``, the fixed-shape one (``static_step``)
+        padded to a multiple of 8 as the official ``setup_caches``. A static cache of the same
+        shape is reused (zeroed), so a compiled step (CUDA graphs) keeps its buffers' addresses."""
         hd, n = self.cfg.dim // self.cfg.n_head, self.cfg.seq_len
-        for layer in self.layers:
+        if not static:
             shape = (batch, self.cfg.n_head, n, hd)
-            layer.attention.kv = (torch.zeros(shape, device=device, dtype=dtype),
-                                  torch.zeros(shape, device=device, dtype=dtype))
+            for layer in self.layers:
+                layer.attention.kv = (torch.zeros(shape, device=device, dtype=dtype),
+                                      torch.zeros(shape, device=device, dtype=dtype))
+            return
+        shape = (batch, self.cfg.n_head, 8 * math.ceil(n / 8), hd)
+        device = torch.empty(0, device=device).device  # "cuda" -> "cuda:0", to compare
+        for layer in self.layers:
+            old = layer.attention.static_kv
+            if old is not None and (old.k.shape, old.k.dtype, old.k.device) == (shape, dtype, device):
+                old.k.zero_(), old.v.zero_()
+            else:
+                layer.attention.static_kv = StaticKV(shape, device, dtype)
+        rope = self.static_rope
+        if rope is None or rope.device != device or rope.dtype != torch.float32:  # (.to() may cast it)
+            self.register_buffer("static_rope", self.freqs_cis.to(device), persistent=False)
 
-    def clear_cache(self) -> None:
+    def clear_cache(self, keep_static: bool = False) -> None:
+        """Drop the caches; ``keep_static`` keeps the static one for the next batch of this shape."""
         for layer in self.layers:
             layer.attention.kv = None
+            if not keep_static:
+                layer.attention.static_kv = None
+
+    def _static_body(self, h: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Embedded token (B, 1, D) at position ``pos`` (1-element long tensor) -> logits (B, V)."""
+        length = self.layers[0].attention.static_kv.k.shape[2]
+        mask = (torch.arange(length, device=h.device) <= pos).view(1, 1, 1, length)
+        rope = self.static_rope.index_select(0, pos)
+        for layer in self.layers:
+            h = layer.forward_static(h, rope, pos, mask)
+        return self.output(self.norm(h)).float()[:, -1]
+
+    def compiled_body(self):
+        """``_static_body`` under torch.compile, built once per model and device type: CUDA graphs
+        (reduce-overhead, fullgraph) on a GPU, the default inductor on the CPU."""
+        dev = next(self.parameters()).device.type
+        cache = self.__dict__.setdefault("_compiled", {})
+        if dev not in cache:
+            mode = "reduce-overhead" if dev == "cuda" else None
+            cache[dev] = torch.compile(self._static_body, mode=mode, fullgraph=True)
+        return cache[dev]
+
+    def static_step(self, labels: torch.Tensor | None, token: torch.Tensor | None, pos: int,
+                    compiled: bool = False) -> torch.Tensor:
+        """``step`` on the static cache: the same logits (B, V), from one fixed-shape function."""
+        h = self._embed_step(labels, token, pos)
+        at = torch.tensor([pos], device=h.device)
+        if not compiled:
+            return self._static_body(h, at)
+        # a CUDA graph overwrites its output on the next replay: keep a copy
+        return self.compiled_body()(h, at).clone()
 
     def step(self, labels: torch.Tensor | None, token: torch.Tensor | None, pos: int) -> torch.Tensor:
         """Logits (B, V) for code ``pos`` given the cache; pos 0 feeds the class, else code pos-1."""
+        return self._run(self._embed_step(labels, token, pos), pos)[:, -1]
+
+    def _embed_step(self, labels, token, pos: int) -> torch.Tensor:
+        """The one input (B, 1, D) of a decoding step: the class at pos 0, else code pos-1."""
         if pos == 0:
             h = self.cls_embedding.embedding_table(labels)[:, None]
         else:
             h = self.tok_embeddings(token)[:, None]
-        return self._run(self.tok_dropout(h), pos)[:, -1]
+        return self.tok_dropout(h)
 
 
 def sequence_logp(model: GPT, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,8 @@ tokens), the decoder output resized bicubic to 256 *before* clamping, then clamp
 top-k and top-p off, temperature 1; CFG logits = u + s(c - u) (s = 1: no guidance, single batch).
 Deliberate differences, recorded in the manifest: labels are class balanced (50 per class, as the
 task's protocol asks; the official LlamaGen script draws them uniformly at random), every image has
-its own seed (sampling/shards.py), and we sample in float32 eager unless ``--dtype`` says otherwise
-(the official script runs bf16 + torch.compile).
+its own seed (sampling/shards.py), and we sample in float32 eager unless ``--dtype`` / ``--compile``
+say otherwise (the official script runs bf16 + torch.compile over a static cache).
 ``--gpt-config`` / ``--vq-config`` shrink the official configs for the tests' tiny official-layout
 files (key names unchanged); the paper tier never sets them.
 """
@@ -69,7 +69,8 @@ def _sample_shard(args: argparse.Namespace) -> None:
                      shard=args.shard, chunk_size=args.chunk_size, seed=args.seed)
     guidance = Guidance("cfg", args.cfg) if args.cfg != 1.0 else Guidance("none")
     scfg = ar.SamplerConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, compile=args.compile)
+    mode = "torch.compile over a static cache" if args.compile else "eager"
     n_tokens = gpt.cfg.seq_len
 
     def draw(indices, labels):
@@ -84,7 +85,7 @@ def _sample_shard(args: argparse.Namespace) -> None:
         return np.concatenate(out)
 
     settings = {
-        "family": "llamagen", "sampler": "next-token (KV cache)", "model_file": str(args.model),
+        "family": "llamagen", "sampler": "next-token (KV cache)", "compile": bool(args.compile), "model_file": str(args.model),
         "model_sha256": file_sha256(args.model), "tokenizer_file": str(args.tokenizer),
         "tokenizer_sha256": file_sha256(args.tokenizer), "official_gpt": args.size,
         "gpt_config": gpt.cfg.to_dict(), "image_size": args.image_size,
@@ -97,7 +98,7 @@ def _sample_shard(args: argparse.Namespace) -> None:
         "class_balanced": True, "beta": None, "lam": None, **tags,
         "differs_from_official": ["class-balanced labels (official: uniform random)",
                                   "a seed per image (official: one seed per rank)",
-                                  f"{args.dtype} eager (official: bf16 + torch.compile)"],
+                                  f"{args.dtype} {mode} (official: bf16 + torch.compile)"],
     }
     work = args.work or f"{args.out}.chunks"
     manifest = run_shard(plan, work, draw, settings, args.out, max_new_chunks=args.max_chunks or None,
@@ -131,6 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", action="store_true",
+                   help="decode on a static KV cache (padded to a multiple of 8) with one torch.compile'd "
+                        "step: CUDA graphs on a GPU (the official sampler's setting), inductor on a CPU")
     p.add_argument("--seed", type=int, default=0, help="the point's one seed (labels and every image)")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                    help="recorded in the settings (model, method, beta, lam)")

@@ -45,8 +45,10 @@ class Quantizer(nn.Module):
         return torch.einsum("bhwd,kd->bhwk", zf, self.codebook()).argmax(-1)
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:
-        """Code indices (B, h, w) -> normalised latents (B, d, h, w)."""
-        return F.embedding(idx, self.codebook()).permute(0, 3, 1, 2)
+        """Code indices (B, h, w) -> normalised latents (B, d, h, w), contiguous: a permuted view
+        is channels-last, and the convolutions after it would then run (and round) differently
+        from the official decoder, which gets a contiguous tensor."""
+        return F.embedding(idx, self.codebook()).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, z: torch.Tensor):
         zn = F.normalize(z, dim=1)

@@ -198,7 +198,9 @@ class VQ16(nn.Module):
         dev = next(self.parameters()).device
         out = []
         for i in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[i:i + batch_size]).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            # contiguous NCHW, as the official ToTensor gives (a permuted view runs channels-last)
+            x = torch.from_numpy(images[i:i + batch_size]).to(dev).permute(0, 3, 1, 2).contiguous()
+            x = x.float() / 127.5 - 1.0
             out.append(self.encode_indices(x).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.cfg.grid, self.cfg.grid), np.int64)
 

@@ -114,8 +114,10 @@ class TorchExtractor:
         if self.fn_resize is None:
             # Vectorised form of clean-fid's per-image ToTensor()(uint8) * 255: the same elementwise
             # float ops (to float32, /255, *255), so the values are bit-identical, only faster.
+            # Contiguous NCHW as ToTensor gives: a permuted (channels-last) batch would make the
+            # network's convolutions take another CPU kernel and round differently.
             for start in range(0, n, self.batch_size):
-                chunk = torch.from_numpy(images[start:start + self.batch_size]).permute(0, 3, 1, 2)
+                chunk = torch.from_numpy(images[start:start + self.batch_size]).permute(0, 3, 1, 2).contiguous()
                 yield chunk.to(torch.float32).div(255) * 255
                 bar.update(len(chunk))
         else:

@@ -5,7 +5,9 @@ One code path for every guidance method: ``Guidance(method="cfg")`` doubles the 
 temperature and truncation, as LlamaGen does; ``none`` (also how a CCA model is sampled) runs the
 batch once; ``autoguidance`` (scale = w) runs a second, smaller GPT (the guide) on the same labels
 and tokens, with its own KV cache, and combines logits = guide + w·(main − guide) with
-``guidance.autoguidance.combine``. ``use_cache=False`` recomputes the whole prefix at every step (for the equality test
+``guidance.autoguidance.combine``. ``static_cache`` decodes on a cache preallocated to the padded
+length with one fixed-shape step (the official sampler's layout), which ``compile`` runs under
+torch.compile (CUDA graphs on a GPU). ``use_cache=False`` recomputes the whole prefix at every step (for the equality test
 and the speed benchmark); with the same seed both paths draw the same tokens.
 
 Randomness: one ``torch.Generator`` (CPU) seeded per call draws a uniform number per image and
@@ -32,6 +34,8 @@ class SamplerConfig:
     top_p: float = 1.0    # 1.0 = off
     batch_size: int = 500
     use_cache: bool = True
+    static_cache: bool = False  # the fixed-shape cache padded to a multiple of 8 (as the official)
+    compile: bool = False       # torch.compile the static-cache step (implies static_cache)
 
     def __post_init__(self):
         if not self.temperature > 0:
@@ -42,6 +46,12 @@ class SamplerConfig:
             raise ReproError(f"sampler.top_p: must be in (0, 1], got {self.top_p!r}")
         if self.batch_size < 1:
             raise ReproError(f"sampler.batch_size: must be >= 1, got {self.batch_size!r}")
+        if (self.static_cache or self.compile) and not self.use_cache:
+            raise ReproError("sampler.use_cache: static_cache and compile need the KV cache")
+
+    @property
+    def static(self) -> bool:
+        return self.static_cache or self.compile
 
 
 def top_k_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -111,13 +121,15 @@ def sample_batch(model, labels: torch.Tensor, guidance: Guidance, cfg: SamplerCo
     nets = [model] if guide is None else [model, guide]
     if cfg.use_cache:
         for net in nets:
-            net.setup_cache(len(labels), device=dev, dtype=next(net.parameters()).dtype)
+            net.setup_cache(len(labels), device=dev, dtype=next(net.parameters()).dtype, static=cfg.static)
     try:
         for t in range(N):
             prev = codes[:, t - 1] if t > 0 else None
             if guidance.doubled and prev is not None:
                 prev = torch.cat([prev, prev])
-            if cfg.use_cache:
+            if cfg.static:
+                out = [net.static_step(labels, prev, t, compiled=cfg.compile) for net in nets]
+            elif cfg.use_cache:
                 out = [net.step(labels, prev, t) for net in nets]
             else:  # recompute everything: feed codes[:, :t] plus a dummy slot for position t
                 seq = codes[:, :t + 1]
@@ -133,8 +145,8 @@ def sample_batch(model, labels: torch.Tensor, guidance: Guidance, cfg: SamplerCo
             if return_logits:
                 all_logits.append(logits)
     finally:
-        for net in nets:
-            net.clear_cache()
+        for net in nets:  # a compiled step keeps its buffers for the next batch (CUDA graphs)
+            net.clear_cache(keep_static=cfg.compile)
     return (codes, torch.stack(all_logits, 1)) if return_logits else codes
 
 

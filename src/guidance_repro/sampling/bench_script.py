@@ -48,19 +48,22 @@ def run_script(script: str | Path, argv: list[str], out: str | Path) -> dict:
     return result
 
 
-def interleaved_times(runs: dict[str, Callable[[int], object]], repeats: int) -> dict[str, list[float]]:
+def interleaved_times(runs: dict[str, Callable[[int], object]], repeats: int,
+                      clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds of ``repeats`` calls ``fn(r)`` of every run, taken round-robin (A B A B ...).
 
     Timed one run after the other, a slow phase of a shared machine (another tenant, a job on the
     other core) lands on whichever run it coincides with, and a time ratio moved from 1.7 to 2.0
     between two runs of the same benchmark; taken in turns, each phase hits every run alike.
+    ``clock``: wall time by default; ``time.process_time`` (this process's CPU seconds) is far less
+    moved by other tenants when torch runs one thread.
     """
     if repeats < 1:
         raise ReproError(f"--repeats: must be at least 1, got {repeats}")
     times: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(repeats):
         for name, fn in runs.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn(r)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return times
