@@ -25,6 +25,7 @@ smoke: env
 ## mini-paper: the paper-shaped mini tier (the paper tier's rules on TEST STAND-IN files it writes first)
 mini-paper: env
 	guidance-repro mini-paper-fixtures --out .test/paper/fixtures
+	guidance-repro var-mini-fixtures --out .test/paper/fixtures
 	snakemake --cores $(CORES) --directory .test/paper --snakefile Snakefile
 
 ## test: the whole test suite (unit tests + one smoke run of the DAG)

@@ -1,7 +1,8 @@
-"""The paper-shaped mini tier (.test/paper/): the paper tier's rules and commands, end to end, on
-TEST STAND-IN files written by `mini-paper-fixtures` (random-weight official-layout GPT and VQ-16
-files, an ImageNet-layout folder, an ADM reference batch with stored statistics, an Inception
-stand-in). Also: the real paper config plans the whole chain for all five sizes."""
+"""The paper-shaped mini tier (.test/paper/): the paper tier's rules and commands for CCA on LlamaGen
+and on VAR, end to end in one DAG, on TEST STAND-IN files written by `mini-paper-fixtures` and
+`var-mini-fixtures` (random-weight official-layout GPT, VQ-16, VAR and VQVAE files, an
+ImageNet-layout folder, an ADM reference batch with stored statistics, an Inception stand-in).
+Also: the real paper configs plan their whole chains for every size."""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ from conftest import PYTHON, ROOT, run_snakemake
 pytestmark = [pytest.mark.dag]
 
 PAPER = "results/cca_llamagen/paper"
+VAR_PAPER = "results/cca_var/paper"
+VAR_POINTS = ["16-pretrained", "16-cfg-cfg1.5", "16-cca-b0.02-l50"]
 POINTS = ["B-pretrained", "B-cfg-cfg2", "B-cca-b0.02-l1000", "B-ccacfg-b0.1-l1-cfg2"]
 CHAIN_RULES = ["cca_llamagen_check_official", "cca_llamagen_paper_codes_shard", "cca_llamagen_paper_codes",
                "cca_llamagen_paper_finetune", "cca_llamagen_paper_sample_shard", "paper_merge_shards",
-               "paper_evaluate", "paper_table", "report_claims"]
+               "paper_evaluate", "paper_table", "report_claims", "cca_var_check_official",
+               "cca_var_paper_finetune", "cca_var_paper_sample_shard"]
 
 
 def _sha256(path: Path) -> str:
@@ -37,8 +41,9 @@ def _sha256(path: Path) -> str:
 def mini(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("mini-paper")
     shutil.copytree(ROOT / ".test" / "paper" / "config", workdir / "config")
-    subprocess.run([PYTHON, "-m", "guidance_repro", "mini-paper-fixtures", "--out", str(workdir / "fixtures")],
-                   check=True, capture_output=True)
+    for command in ("mini-paper-fixtures", "var-mini-fixtures"):
+        subprocess.run([PYTHON, "-m", "guidance_repro", command, "--out", str(workdir / "fixtures")],
+                       check=True, capture_output=True)
     start = time.time()
     proc = run_snakemake(workdir, "--cores", "2")
     seconds = time.time() - start
@@ -52,8 +57,9 @@ def test_every_rule_of_the_paper_chain_ran(mini):
     workdir, proc = mini
     for rule in CHAIN_RULES:
         assert f"rule {rule}:" in proc.stdout + proc.stderr, rule
-    for name in ("table.csv", "table.md", "figures/fig1.png", "claims.csv", "official_checkpoints.json"):
-        assert (workdir / PAPER / name).stat().st_size > 0, name
+    for paper in (PAPER, VAR_PAPER):
+        for name in ("table.csv", "table.md", "figures/fig1.png", "claims.csv", "official_checkpoints.json"):
+            assert (workdir / paper / name).stat().st_size > 0, name
 
 
 @pytest.mark.slow
@@ -114,7 +120,28 @@ def test_table_has_every_row_and_says_test_standin(mini):
     assert claims and all(c["holds"] == "" for c in claims)  # no verdict from random weights
     metrics = json.loads((workdir / PAPER / "metrics" / "B-pretrained.json").read_text())
     assert "TEST STAND-IN" in metrics["protocol"]["test_standin"]
-    assert "cca-llamagen-paper" in (workdir / "results" / "claims.md").read_text()
+    claims_md = (workdir / "results" / "claims.md").read_text()
+    assert "cca-llamagen-paper" in claims_md and "cca-var-paper" in claims_md
+
+
+@pytest.mark.slow
+def test_var_chain_fine_tunes_samples_and_tabulates(mini):
+    workdir, _ = mini
+    pretrained = torch.load(workdir / "fixtures" / "var" / "var_d16.TEST-STANDIN.pth", weights_only=True)
+    tuned = torch.load(workdir / VAR_PAPER / "models" / "16-cca-b0.02-l50.official.pth", weights_only=True)
+    assert tuned.keys() == pretrained.keys()
+    assert sum(not torch.equal(pretrained[k], tuned[k]) for k in pretrained) > len(pretrained) // 2
+    images = {}
+    for point in VAR_POINTS:
+        with np.load(workdir / VAR_PAPER / "samples" / f"{point}.npz") as z:
+            assert z["arr_0"].dtype == np.uint8 and z["arr_0"].shape == (16, 64, 64, 3)
+            images[point] = z["arr_0"]
+    assert not np.array_equal(images["16-pretrained"], images["16-cca-b0.02-l50"])
+    rows = list(csv.DictReader((workdir / VAR_PAPER / "table.csv").open()))
+    run = {r["method"]: r for r in rows if r["fid"]}
+    assert sorted(run) == ["cca", "cfg", "pretrained"] and all(r["model"] == "d16" for r in rows)
+    assert all(r["verdict"] == "TEST STAND-IN run: no verdict" for r in run.values())
+    assert run["cfg"]["cfg"] == "1.5" and (run["cca"]["beta"], run["cca"]["lam"]) == ("0.02", "50")
 
 
 @pytest.mark.slow
@@ -184,6 +211,30 @@ def test_paper_config_fsdp_sizes_and_torchrun_in_the_planned_commands(tmp_path):
     assert len(cmds) == 2 and all("torchrun --standalone --nproc_per_node=8" in c for c in cmds)
     assert all("--global-batch 256 --micro-batch 2" in c and "--accumulation-reduce sum" in c for c in cmds)
     assert any("--size 3B --beta 0.02 --lam 500.0" in c for c in cmds)
+
+
+def test_var_paper_config_plans_the_whole_chain_for_all_four_depths(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config" / "paper" / "cca-var.yaml").read_text())
+    p = cfg["cca_var"]["paper"]
+    files = tmp_path / "files"
+    (files / "train").mkdir(parents=True)
+    p["var_checkpoints"] = {k: str(files / Path(v).name) for k, v in p["var_checkpoints"].items()}
+    for key in ("vae_checkpoint", "reference_batch", "inception"):
+        p[key] = str(files / Path(p[key]).name)
+    for path in [*p["var_checkpoints"].values(), p["vae_checkpoint"], p["reference_batch"], p["inception"]]:
+        Path(path).write_bytes(b"")
+    p["imagenet_train"] = str(files / "train")
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(cfg))
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(tmp_path / "paper.yaml"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = dict(line.split()[:2] for line in proc.stdout.splitlines()
+                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    points = 4 * 3  # w/o guidance, CFG, CCA per depth (the paper has no VAR CCA+CFG point)
+    assert counts["cca_var_paper_finetune"] == "4" and counts["cca_var_paper_sample_shard"] == str(points * 10)
+    assert counts["paper_merge_shards"] == counts["paper_evaluate"] == str(points)
+    assert counts["paper_table"] == "1" and counts["cca_var_check_official"] == "1"
+    assert not [r for r in counts if r.startswith(("cca_llamagen", "train_", "star", "autoguidance"))]
 
 
 def test_paper_config_missing_imagenet_names_the_key(tmp_path):

@@ -12,8 +12,8 @@ include: "cca_llamagen_paper_common.smk"
 
 wildcard_constraints:
     lp_shard="[0-9]+",
-    lp_ft=clp_pattern(CLP_FINETUNES),
-    lp_point=clp_pattern(CLP_POINTS),
+    lp_ft=paper_pattern(CLP_FINETUNES),
+    lp_point=paper_pattern(CLP_POINTS),
 
 
 rule cca_llamagen_paper_codes_shard:
@@ -57,7 +57,7 @@ rule cca_llamagen_paper_finetune:
         f"{CLP}/logs/finetune-{{lp_ft}}.log",
     threads: CLP_FT["nproc"]
     params:
-        launch=clp_launcher("llamagen-cca-official", CLP_FT["nproc"]),
+        launch=paper_launcher("llamagen-cca-official", CLP_FT["nproc"]),
         args=clp_finetune_args,
     shell:
         "{params.launch} --pretrained {input.pretrained} --codes {CLP}/codes {params.args}"

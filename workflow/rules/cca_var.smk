@@ -1,10 +1,16 @@
 # CCA on VAR-style next-scale AR (toy tier: Fashion-MNIST): multi-scale VQ tokenizer -> tokens ->
 # pretrain per depth -> CCA per depth (main beta/lambda; lambda and beta sweeps on one depth) ->
 # samples (guidance-free, CFG over its scale, CCA guidance-free) -> metrics -> table, figures,
-# claims. Paper tier: strict checks of the official VAR files (config cca_var.paper).
+# claims. Paper tier: strict checks of the official VAR files, then the paper's protocol from them
+# (cca_var_paper.smk, with paper.smk's shared rules).
 
 
 include: "cca_var_common.smk"
+
+
+if config["tier"] == "paper" and CV_ON:
+
+    include: "cca_var_paper.smk"
 
 
 wildcard_constraints:
@@ -223,8 +229,9 @@ rule cca_var_check_official:
             f"--var {d}={CV['paper']['var_checkpoints'][str(d)]}" for d in CV["depths"]
         ),
         vae=CV["paper"]["vae_checkpoint"],
+        tiny=lambda w: cvp_tiny_width_args(),
     shell:
-        "guidance-repro var-check-official {params.var} --vae {params.vae}"
+        "guidance-repro var-check-official {params.var} --vae {params.vae} {params.tiny}"
         " --out {output} > {log} 2>&1"
 
 
@@ -244,7 +251,14 @@ rule cca_var_mechanism:
 rule cca_var_all:
     input:
         (
-            ([f"{CV_DIR}/paper/official_checkpoints.json"] if CV_ON else [])
+            (
+                [
+                    f"{CV_DIR}/paper/official_checkpoints.json",
+                    *paper_outputs("cca_var"),
+                ]
+                if CV_ON
+                else []
+            )
             if config["tier"] == "paper"
             else [
                 f"{CV_DIR}/metrics/reconstruction-test.json",

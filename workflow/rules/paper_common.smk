@@ -4,6 +4,7 @@
 # and the Inception file. paper.smk then merges each point's shards into one batch, evaluates it
 # with the ADM protocol and writes the slice's table beside the paper's, with the same rules for
 # every family (LlamaGen now; VAR, EDM2 and STAR register on the same pattern). No rules here.
+import re
 from types import SimpleNamespace
 
 PAPER_SLICES = {}
@@ -64,3 +65,70 @@ def paper_evaluation_args(wildcards):
 def paper_slice_pattern():
     # A pattern that never matches when no slice is registered (wildcard_constraints needs one).
     return "|".join(sorted(PAPER_SLICES)) or "(?!)"
+
+
+def paper_pattern(names):
+    """A wildcard constraint matching exactly these names (never matching when there are none)."""
+    return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
+
+
+def paper_json_flag(flag, obj):
+    return f"{flag} {as_json(obj)}" if obj else ""
+
+
+def paper_launcher(command, nproc):
+    """The package command, under torchrun with one process per GPU (or CPU process) if nproc > 1."""
+    if nproc == 1:
+        return f"guidance-repro {command}"
+    return f"torchrun --standalone --nproc_per_node={nproc} -m guidance_repro {command}"
+
+
+def paper_points_and_finetunes(
+    section, models, checkpoint, models_dir, model_file_suffix
+):
+    """({point: settings}, {fine-tune: settings}) of a CCA paper slice, for every model x
+    `<section>.methods`. models: {model name: the table's model tag}; checkpoint(name): the official
+    file; per-model settings come from `<section>.{cfg_scales, cca_cfg_scales, cca_points,
+    cca_cfg_points}` (a missing one stops the run naming its key). Points: `<m>-pretrained`,
+    `<m>-cfg-cfg<s>`, `<m>-cca-b<beta>-l<lam>`, `<m>-ccacfg-b<beta>-l<lam>-cfg<s>`; the CCA and the
+    CCA+CFG point each sample their own fine-tune `<m>-cca-b<beta>-l<lam>`."""
+    path, cfg = section
+    points, finetunes = {}, {}
+
+    def per_model(key, m):
+        if m not in cfg[key]:
+            raise WorkflowError(
+                f"config key {path}.{key}.{m}: not set (the paper's value: cca.md §1.3, §2.1)"
+            )
+        return cfg[key][m]
+
+    for m, tag in models.items():
+        for method in cfg["methods"]:
+            p = {"model": m, "tag": tag, "method": method, "cfg": None}
+            name = f"{m}-{method}"
+            if method in ("cca", "cca_cfg"):
+                pt = per_model("cca_points" if method == "cca" else "cca_cfg_points", m)
+                p["beta"], p["lam"] = float(pt["beta"]), float(pt["lam"])
+                ft = f"{m}-cca-b{num_text(pt['beta'])}-l{num_text(pt['lam'])}"
+                finetunes[ft] = {
+                    "model": m,
+                    "tag": tag,
+                    "beta": p["beta"],
+                    "lam": p["lam"],
+                }
+                p["model_file"] = f"{models_dir}/{ft}{model_file_suffix}"
+                short = "cca" if method == "cca" else "ccacfg"
+                name = f"{m}-{short}-b{num_text(pt['beta'])}-l{num_text(pt['lam'])}"
+            else:
+                p["model_file"] = checkpoint(m)
+            if method in ("cfg", "cca_cfg"):
+                p["cfg"] = float(
+                    per_model("cfg_scales" if method == "cfg" else "cca_cfg_scales", m)
+                )
+                name += f"-cfg{num_text(p['cfg'])}"
+            points[name] = p
+    return points, finetunes
+
+
+def num_text(x):
+    return f"{float(x):g}"

@@ -104,20 +104,25 @@ def _benchmark(args: argparse.Namespace) -> None:
 
 
 def _check_official(args: argparse.Namespace) -> None:
-    from guidance_repro.io import write_json
+    from guidance_repro.io import json_object_arg, write_json
     from guidance_repro.var.model import num_params
-    from guidance_repro.var.official import load_official_vae_quantizer, load_official_var
-    report = {"var": {}, "vae": None}
+    from guidance_repro.var.official import load_official_vae_quantizer, load_official_var, load_official_vqvae
+    overrides = json_object_arg(args.model_overrides, "--model-overrides")
+    vae_config = json_object_arg(args.vae_config, "--vae-config")
+    report = {"var": {}, "vae": None, "test_standin_widths": bool(overrides or vae_config)}
     for pair in args.var:
         depth, sep, path = pair.partition("=")
         if not sep or not depth.isdigit():
             raise ReproError(f"--var: expected DEPTH=PATH, got {pair!r}")
-        model = load_official_var(path, expect_depth=int(depth))
+        model = load_official_var(path, expect_depth=int(depth), overrides=overrides.get(depth) or None)
         report["var"][f"d{depth}"] = {"path": path, "params": num_params(model),
                                       "tensors": len(model.state_dict())}
         del model
-    if args.vae:
+    if args.vae and vae_config:  # tiny test widths: the key-by-key strict load, not the release layout
+        q = load_official_vqvae(args.vae, vae_config.get("patch_nums")).quantize
+    elif args.vae:
         q = load_official_vae_quantizer(args.vae)
+    if args.vae:
         report["vae"] = {"path": args.vae, "codebook": list(q.embedding.weight.shape),
                          "patch_nums": list(q.cfg.patch_nums)}
     write_json(args.out, report)
@@ -151,6 +156,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("var-check-official", help="strict load of official var_d*.pth / VQVAE files")
     p.add_argument("--var", action="append", default=[], metavar="DEPTH=PATH")
     p.add_argument("--vae", default="")
+    p.add_argument("--model-overrides", default="", help="JSON {DEPTH: VARConfig overrides} (tests' tiny files only)")
+    p.add_argument("--vae-config", default="", help="JSON {patch_nums: [...]} of a tiny VQVAE (tests only)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_check_official)
 
