@@ -60,6 +60,7 @@ SlurmctldPidFile=$STATE/slurmctld.pid
 SlurmdPidFile=$STATE/slurmd.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
+MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -89,7 +90,9 @@ start_daemons() {
   slurmd
   local t
   for t in $(seq 60); do
-    if sinfo -h -N -o "%T" 2>/dev/null | grep -qx idle; then
+    pgrep -x slurmctld >/dev/null || { tail -n 5 "$STATE/log/slurmctld.log" >&2; die "slurmctld exited"; }
+    pgrep -x slurmd >/dev/null || { tail -n 5 "$STATE/log/slurmd.log" >&2; die "slurmd exited"; }
+    if timeout 10 sinfo -h -N -o "%T" 2>/dev/null | grep -qx idle; then
       echo "slurm-local: up ($(sinfo -V)), node $NODE idle, state in $STATE"
       return
     fi

@@ -11,7 +11,13 @@ shift
 : "${SLURM_NNODES:?not inside a SLURM allocation (SLURM_NNODES unset)}"
 : "${SLURM_NODEID:?not a SLURM task (SLURM_NODEID unset): start this script with srun}"
 : "${SLURM_JOB_NODELIST:?SLURM_JOB_NODELIST unset}"
-master=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+if command -v scontrol >/dev/null; then
+  master=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+else
+  # without SLURM's tools only a plain host list can be read (no ranges such as node[1-4])
+  master=${SLURM_JOB_NODELIST%%,*}
+  case $master in *"["*) echo "$0: scontrol is needed to expand $SLURM_JOB_NODELIST" >&2; exit 1 ;; esac
+fi
 port=${MASTER_PORT:-$((20000 + ${SLURM_JOB_ID:-0} % 20000))}
 exec "${TORCHRUN:-torchrun}" --nnodes="$SLURM_NNODES" --node-rank="$SLURM_NODEID" \
   --nproc-per-node="$nproc" --master-addr="$master" --master-port="$port" "$@"

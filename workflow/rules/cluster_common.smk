@@ -41,7 +41,8 @@ def processes_per_node(section, kind):
 
 def train_launcher(section, kind=None):
     """`guidance-repro train`, or the same under torchrun: one process per GPU of the allocation,
-    and on several nodes one torchrun per node started by srun (rendezvous from SLURM's env)."""
+    and on several nodes one torchrun per node started by srun (rendezvous from SLURM's env).
+    """
     nproc = processes_per_node(section, kind)
     nodes = config["resources"][kind]["nodes"] if kind else 1
     if nodes > 1:
@@ -56,7 +57,8 @@ def train_launcher(section, kind=None):
 
 def machine_cores():
     """Threads for a rule that wants the whole machine (timings): all of a local run's cores,
-    but on a cluster the CPUs the evaluation kind asks for, not the submitting host's count."""
+    but on a cluster the CPUs the evaluation kind asks for, not the submitting host's count.
+    """
     # non_local_exec: the submitting snakemake; remote_exec: the same job inside its allocation
     if workflow.non_local_exec or workflow.remote_exec:
         return config["resources"]["evaluation"]["cpus"]

@@ -17,7 +17,9 @@ rule star_mjhq_sample:
     benchmark:
         f"{ST_MJHQ}/benchmarks/sample.tsv"
     resources:
-        **job_resources("sampling", gpus=1 if ST_PAPER["device"].startswith("cuda") else 0),
+        **job_resources(
+            "sampling", gpus=1 if ST_PAPER["device"].startswith("cuda") else 0
+        ),
     params:
         star=lambda w: st_paper_file("star.paper.star_checkpoint"),
         vae=lambda w: st_paper_file("star.paper.vae_checkpoint"),
