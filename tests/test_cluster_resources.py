@@ -56,4 +56,4 @@ def test_resources_and_launchers_per_kind(tmp_path):
 def test_a_bad_resource_names_its_key(tmp_path):
     ran = _plan(tmp_path, "\nresources:\n  sampling: {gpus: -1}\n")
     assert ran.returncode != 0
-    assert "config key resources.sampling.gpus" in ran.stderr
+    assert "config key resources.sampling.gpus" in ran.stdout + ran.stderr
