@@ -36,8 +36,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _mini_slurm_conf(folder: Path) -> Path:
+    conf = folder / "slurm.conf"
+    conf.write_text("ClusterName=test\nSlurmctldHost=localhost\nNodeName=localhost CPUs=1\n"
+                    "PartitionName=test Nodes=ALL\n")
+    return conf
+
+
 def _node(node_id: int, port: int, worker: Path, out: Path) -> subprocess.Popen:
-    env = dict(venv_env(), SLURM_NNODES="2", SLURM_NODEID=str(node_id), SLURM_JOB_NODELIST="localhost",
+    # "localhost,n[1-2]": the first host is the master; scontrol (when installed, given a minimal
+    # config) expands the list, else the script reads the plain first entry
+    env = dict(venv_env(), SLURM_NNODES="2", SLURM_NODEID=str(node_id), SLURM_JOB_NODELIST="localhost,n[1-2]",
+               SLURM_CONF=str(_mini_slurm_conf(out)),
                MASTER_PORT=str(port), OMP_NUM_THREADS="1",
                TORCHRUN=str(Path(sys.executable).parent / "torchrun"))
     return subprocess.Popen([str(SCRIPT), "1", str(worker), str(out)], env=env,

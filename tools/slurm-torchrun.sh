@@ -11,10 +11,10 @@ shift
 : "${SLURM_NNODES:?not inside a SLURM allocation (SLURM_NNODES unset)}"
 : "${SLURM_NODEID:?not a SLURM task (SLURM_NODEID unset): start this script with srun}"
 : "${SLURM_JOB_NODELIST:?SLURM_JOB_NODELIST unset}"
-if command -v scontrol >/dev/null; then
-  master=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-else
-  # without SLURM's tools only a plain host list can be read (no ranges such as node[1-4])
+# scontrol expands host ranges (node[1-4]); it needs SLURM's config, present on a cluster node
+master=$(scontrol show hostnames "$SLURM_JOB_NODELIST" 2>/dev/null | head -n 1) || true
+if [ -z "$master" ]; then
+  # without SLURM's tools only a plain host list can be read
   master=${SLURM_JOB_NODELIST%%,*}
   case $master in *"["*) echo "$0: scontrol is needed to expand $SLURM_JOB_NODELIST" >&2; exit 1 ;; esac
 fi
