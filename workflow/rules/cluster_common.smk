@@ -56,8 +56,8 @@ def train_launcher(section, kind=None):
 
 
 def machine_cores():
-    """Threads for a rule that wants the whole machine (timings): all of a local run's cores,
-    but on a cluster the CPUs the evaluation kind asks for, not the submitting host's count.
+    """Threads of the rules that want the whole machine (timings). Locally all of the run's
+    cores; on a cluster the CPUs the evaluation kind asks for, not the submitting host's count.
     """
     # non_local_exec: the submitting snakemake; remote_exec: the same job inside its allocation
     if workflow.non_local_exec or workflow.remote_exec:
