@@ -20,6 +20,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/cluster_common.smk"
 include: "workflow/rules/paper_common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/evaluators.smk"

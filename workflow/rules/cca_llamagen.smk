@@ -74,9 +74,11 @@ rule cca_llamagen_pretrain:
         f"{CL_DIR}/models/{{lg_model}}-pretrained.pt",
     log:
         f"{CL_DIR}/logs/pretrain-{{lg_model}}.log",
+    resources:
+        **job_resources("training"),
     params:
         p=cl_pretrain_params,
-        launch=train_launcher(CL["pretrain"]),
+        launch=train_launcher(CL["pretrain"], "training"),
     shell:
         "{params.launch} --task llamagen-pretrain --params {params.p}"
         " --input codes={input} --out {output} --no-progress > {log} 2>&1"
@@ -104,9 +106,11 @@ rule cca_llamagen_finetune:
         f"{CL_DIR}/models/{{lg_model}}-{{lg_method}}-b{{lg_beta}}-l{{lg_lam}}.pt",
     log:
         f"{CL_DIR}/logs/finetune-{{lg_model}}-{{lg_method}}-b{{lg_beta}}-l{{lg_lam}}.log",
+    resources:
+        **job_resources("finetuning"),
     params:
         p=cl_finetune_params,
-        launch=train_launcher(CL["cca"]),
+        launch=train_launcher(CL["cca"], "finetuning"),
         ref=cl_reference_arg,
     shell:
         "{params.launch} --task llamagen-cca --params {params.p} --input pretrained={input.base}"
@@ -121,6 +125,8 @@ rule cca_llamagen_sample:
         f"{CL_DIR}/samples/{{lg_model}}-{{lg_kind}}{{lg_ft}}-cfg{{lg_cfg}}{{lg_rep}}.npz",
     log:
         f"{CL_DIR}/logs/sample-{{lg_model}}-{{lg_kind}}{{lg_ft}}-cfg{{lg_cfg}}{{lg_rep}}.log",
+    resources:
+        **job_resources("sampling"),
     params:
         s=CL["sampling"],
         n=CL_NUM,
@@ -142,9 +148,11 @@ rule cca_llamagen_autoguide:
         f"{CL_DIR}/models/{{lg_model}}-autoguide.pt",
     log:
         f"{CL_DIR}/logs/autoguide-{{lg_model}}.log",
+    resources:
+        **job_resources("training"),
     params:
         p=cl_autoguide_params,
-        launch=train_launcher(CL["autoguide"]),
+        launch=train_launcher(CL["autoguide"], "training"),
     shell:
         "{params.launch} --task llamagen-pretrain --params {params.p}"
         " --input codes={input} --out {output} --no-progress > {log} 2>&1"
@@ -235,7 +243,7 @@ rule cca_llamagen_benchmark:
         f"{CL_DIR}/benchmark_ar_sampling.json",
     log:
         f"{CL_DIR}/logs/benchmark.log",
-    threads: workflow.cores  # timings need the machine to themselves
+    threads: machine_cores()  # timings need the machine to themselves
     params:
         b=CL["benchmark"],
         script=CL_BENCH_SCRIPT,

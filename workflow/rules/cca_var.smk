@@ -188,7 +188,7 @@ rule cca_var_benchmark:
         f"{CV_DIR}/benchmark_var_sampling.json",
     log:
         f"{CV_DIR}/logs/benchmark.log",
-    threads: workflow.cores  # timings need the machine to themselves
+    threads: machine_cores()  # timings need the machine to themselves
     params:
         b=CV["benchmark"],
         script=CV_BENCH_SCRIPT,

@@ -83,14 +83,6 @@ def write_run_record():
         write_json("results/run_record.json", run)
 
 
-def train_launcher(section):
-    """`guidance-repro train`, or the same under torchrun when the section asks for processes."""
-    nproc = section["train"].get("nproc", 1)
-    if nproc == 1:
-        return "guidance-repro train"
-    return f"torchrun --standalone --nproc_per_node={nproc} -m guidance_repro train"
-
-
 def train_params(section, **extra):
     """The --params JSON of a trainer: its section (less the launcher-only `nproc`) + extras."""
     params = {k: v for k, v in section.items()}

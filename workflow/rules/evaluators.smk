@@ -14,8 +14,10 @@ rule train_classifier:
         "results/logs/evaluators/classifier.log",
     priority: 50
     threads: 1
+    resources:
+        **job_resources("training"),
     params:
-        run=train_launcher(config["evaluators"]["classifier"]),
+        run=train_launcher(config["evaluators"]["classifier"], "training"),
         p=train_params(config["evaluators"]["classifier"]),
     shell:
         "{params.run} --task fmnist-classifier --params {params.p}"
@@ -31,8 +33,10 @@ rule train_composition_evaluator:
         "results/logs/evaluators/composition.log",
     priority: 50
     threads: 1
+    resources:
+        **job_resources("training"),
     params:
-        run=train_launcher(config["evaluators"]["composition"]),
+        run=train_launcher(config["evaluators"]["composition"], "training"),
         p=train_params(config["evaluators"]["composition"]),
     shell:
         "{params.run} --task composition-evaluator --params {params.p}"
@@ -48,8 +52,10 @@ rule train_judge_clip:
         "results/logs/evaluators/judge_clip.log",
     priority: 50
     threads: 1
+    resources:
+        **job_resources("training"),
     params:
-        run=train_launcher(config["evaluators"]["judge_clip"]),
+        run=train_launcher(config["evaluators"]["judge_clip"], "training"),
         p=train_params(config["evaluators"]["judge_clip"]),
     shell:
         "{params.run} --task judge-clip --params {params.p}"

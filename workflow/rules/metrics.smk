@@ -25,6 +25,8 @@ for _experiment, _points in evaluated_points().items():
         log:
             f"results/{_experiment}/logs/evaluate.log",
         threads: 1
+        resources:
+            **job_resources("evaluation"),
         params:
             seed=config["evaluation"]["seed"],
             metrics=evaluate_metrics(_experiment),

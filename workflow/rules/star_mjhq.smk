@@ -17,7 +17,9 @@ rule star_mjhq_sample:
     benchmark:
         f"{ST_MJHQ}/benchmarks/sample.tsv"
     resources:
-        gpu=1 if ST_PAPER["device"].startswith("cuda") else 0,
+        **job_resources(
+            "sampling", gpus=1 if ST_PAPER["device"].startswith("cuda") else 0
+        ),
     params:
         star=lambda w: st_paper_file("star.paper.star_checkpoint"),
         vae=lambda w: st_paper_file("star.paper.vae_checkpoint"),
@@ -78,6 +80,8 @@ rule star_mjhq_features:
         f"{ST_MJHQ}/features/{{category}}.npz",
     log:
         f"{ST_MJHQ}/logs/features-{{category}}.log",
+    resources:
+        **job_resources("evaluation"),
     params:
         ev=lambda w: st_extractor_args(),
         clip=lambda w: st_paper_file("evaluation.clip.weights"),
@@ -96,6 +100,8 @@ rule star_mjhq_imagereward:
         f"{ST_MJHQ}/imagereward/{{category}}.json",
     log:
         f"{ST_MJHQ}/logs/imagereward-{{category}}.log",
+    resources:
+        **job_resources("evaluation"),
     params:
         ir=lambda w: st_imagereward_args(),
         device=ST_PAPER["device"],
