@@ -208,7 +208,7 @@ def test_paper_config_fsdp_sizes_and_torchrun_in_the_planned_commands(tmp_path):
                          f"{PAPER}/models/B-cca-b0.02-l1000.pt", "--configfile", str(_paper_config_with_files(tmp_path)))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     cmds = [line for line in proc.stdout.splitlines() if "llamagen-cca-official" in line]
-    assert len(cmds) == 2 and all("torchrun --standalone --nproc_per_node=8" in c for c in cmds)
+    assert len(cmds) == 2 and all("torchrun --standalone --nproc-per-node=8" in c for c in cmds)
     assert all("--global-batch 256 --micro-batch 2" in c and "--accumulation-reduce sum" in c for c in cmds)
     assert any("--size 3B --beta 0.02 --lam 500.0" in c for c in cmds)
 

@@ -23,6 +23,8 @@ rule cca_llamagen_paper_codes_shard:
         f"{CLP}/codes/shards/shard-{{lp_shard}}-of-{CLP_CODES['num_shards']:05d}/done.json",
     log:
         f"{CLP}/logs/codes-shard-{{lp_shard}}.log",
+    resources:
+        **job_resources("sampling"),
     params:
         args=clp_codes_args,
     shell:
@@ -56,6 +58,8 @@ rule cca_llamagen_paper_finetune:
     log:
         f"{CLP}/logs/finetune-{{lp_ft}}.log",
     threads: CLP_FT["nproc"]
+    resources:
+        **job_resources("finetuning"),
     params:
         launch=paper_launcher("llamagen-cca-official", CLP_FT["nproc"]),
         args=clp_finetune_args,
@@ -72,6 +76,8 @@ rule cca_llamagen_paper_sample_shard:
         f"{CLP}/samples/{{lp_point}}/shard-{{lp_shard}}-of-{CLP_SAMPLING['num_shards']:03d}.json",
     log:
         f"{CLP}/logs/sample-{{lp_point}}-{{lp_shard}}.log",
+    resources:
+        **job_resources("sampling"),
     params:
         args=clp_sample_args,
     shell:

@@ -25,6 +25,8 @@ rule cca_var_paper_finetune:
     log:
         f"{CVP}/logs/finetune-{{vp_ft}}.log",
     threads: CVP_FT["nproc"]
+    resources:
+        **job_resources("finetuning"),
     params:
         launch=paper_launcher("var-cca-official", CVP_FT["nproc"]),
         args=cvp_finetune_args,
@@ -41,6 +43,8 @@ rule cca_var_paper_sample_shard:
         f"{CVP}/samples/{{vp_point}}/shard-{{vp_shard}}-of-{CVP_SAMPLING['num_shards']:03d}.json",
     log:
         f"{CVP}/logs/sample-{{vp_point}}-{{vp_shard}}.log",
+    resources:
+        **job_resources("sampling"),
     params:
         args=cvp_sample_args,
     shell:

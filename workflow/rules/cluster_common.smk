@@ -39,20 +39,24 @@ def processes_per_node(section, kind):
     return max(1, config["resources"][kind]["gpus"])
 
 
-def train_launcher(section, kind=None):
-    """`guidance-repro train`, or the same under torchrun: one process per GPU of the allocation,
-    and on several nodes one torchrun per node started by srun (rendezvous from SLURM's env).
+def torchrun_launcher(command, nproc, nodes=1):
+    """A package command, under torchrun with nproc processes per node when nproc > 1, and on
+    several nodes one torchrun per node started by srun (rendezvous from SLURM's env).
     """
-    nproc = processes_per_node(section, kind)
-    nodes = config["resources"][kind]["nodes"] if kind else 1
     if nodes > 1:
         return (
             f"srun --nodes={nodes} --ntasks-per-node=1 {SLURM_TORCHRUN} {nproc}"
-            " -m guidance_repro train"
+            f" -m guidance_repro {command}"
         )
     if nproc == 1:
-        return "guidance-repro train"
-    return f"torchrun --standalone --nproc-per-node={nproc} -m guidance_repro train"
+        return f"guidance-repro {command}"
+    return f"torchrun --standalone --nproc-per-node={nproc} -m guidance_repro {command}"
+
+
+def train_launcher(section, kind=None):
+    """`guidance-repro train` with one process per GPU of the kind's allocation (torchrun_launcher)."""
+    nodes = config["resources"][kind]["nodes"] if kind else 1
+    return torchrun_launcher("train", processes_per_node(section, kind), nodes)
 
 
 def machine_cores():

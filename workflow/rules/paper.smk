@@ -19,6 +19,8 @@ rule paper_merge_shards:
         manifest="results/{pslice}/paper/samples/{ppoint}.json",
     log:
         "results/{pslice}/paper/logs/merge-{ppoint}.log",
+    resources:
+        **job_resources("evaluation", gpus=0),
     shell:
         "guidance-repro merge-shards --shards {input} --out {output.batch}"
         " --manifest {output.manifest} > {log} 2>&1"
@@ -34,6 +36,8 @@ rule paper_evaluate:
         "results/{pslice}/paper/metrics/{ppoint}.json",
     log:
         "results/{pslice}/paper/logs/evaluate-{ppoint}.log",
+    resources:
+        **job_resources("evaluation"),
     params:
         args=paper_evaluation_args,
     shell:

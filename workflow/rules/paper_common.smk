@@ -77,10 +77,8 @@ def paper_json_flag(flag, obj):
 
 
 def paper_launcher(command, nproc):
-    """The package command, under torchrun with one process per GPU (or CPU process) if nproc > 1."""
-    if nproc == 1:
-        return f"guidance-repro {command}"
-    return f"torchrun --standalone --nproc_per_node={nproc} -m guidance_repro {command}"
+    """A paper-tier fine-tune: nproc processes per node (the `finetuning` resources' nodes)."""
+    return torchrun_launcher(command, nproc, config["resources"]["finetuning"]["nodes"])
 
 
 def paper_points_and_finetunes(
