@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,9 +29,8 @@ from guidance_repro.guidance.cfg import Guidance
 from guidance_repro.io import write_json
 from guidance_repro.llamagen.model import GPT, GPTConfig, num_params
 from guidance_repro.sampling import ar
-from guidance_repro.sampling.bench_script import interleaved_times
+from guidance_repro.sampling.bench_script import CLOCKS, add_timing_args, interleaved_times
 
-CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
 def main(argv=None) -> int:
@@ -43,11 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--cfg-scale", type=float, default=1.75)
     ap.add_argument("--goal", type=float, default=1.9)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
-                    help="cpu: this process's CPU seconds (little moved by other tenants at one thread); wall")
+    add_timing_args(ap, repeats=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

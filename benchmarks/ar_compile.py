@@ -28,9 +28,8 @@ from guidance_repro.guidance.cfg import Guidance
 from guidance_repro.io import write_json
 from guidance_repro.llamagen.model import GPT, GPTConfig, num_params
 from guidance_repro.sampling import ar
-from guidance_repro.sampling.bench_script import interleaved_times
+from guidance_repro.sampling.bench_script import CLOCKS, add_timing_args, interleaved_times
 
-CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 MODES = {"growing_eager": dict(), "static_eager": dict(static_cache=True), "static_compiled": dict(compile=True)}
 
@@ -51,11 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", type=int, default=0, help="token grid side (0 = the size's)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--cfg-scale", type=float, default=2.0, help="1 = guidance-free")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
-                    help="cpu: this process's CPU seconds (little moved by other tenants at one thread); wall")
+    add_timing_args(ap, repeats=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = random_gpt(args.size, args.grid, args.seed)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from guidance_repro.errors import ReproError
+from guidance_repro.train.official_finetune import add_official_finetune_args
 
 # cca.md §1.3 (CCA, guidance-free sampling) and §1.2 (class dropout by script).
 LAMBDA = {"B": 1000.0, "L": 300.0, "XL": 1000.0, "XXL": 1000.0, "3B": 500.0}
@@ -55,50 +55,27 @@ def recipe_params(args: argparse.Namespace, world: int) -> tuple[dict, dict]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    import torch
-
-    from guidance_repro.io import write_json
     from guidance_repro.llamagen.cca_task import LlamaGenCCATask
     from guidance_repro.llamagen.model import GPT, GPTConfig
     from guidance_repro.llamagen.official import save_official_gpt
-    from guidance_repro.train.checkpoint import load_model_file, load_state_strict
-    from guidance_repro.train.config import TrainConfig
-    from guidance_repro.train.loop import train
+    from guidance_repro.train.official_finetune import require_inputs, run_official_finetune, world_size
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    task_params, train_params = recipe_params(args, world)
-    inputs = {"pretrained": Path(args.pretrained), "codes": Path(args.codes)}
+    task_params, train_params = recipe_params(args, world_size(args.threads))
+    inputs = {"pretrained": Path(args.pretrained), "codes": Path(args.codes)}  # codes: file or merged folder
     if args.reference:
         inputs["reference"] = Path(args.reference)
-    for key, path in inputs.items():
-        if not path.exists():  # --codes may be the merged folder of llamagen-merge-codes
-            raise ReproError(f"--{key}: {path} does not exist")
-    task = LlamaGenCCATask(task_params, inputs)
-    n = task.num_examples()
-    if train_params["steps"] is None:  # one epoch of whole global batches
-        train_params["steps"] = n // args.global_batch
-        if train_params["steps"] < 1:
-            raise ReproError(f"{args.codes}: {n} images, fewer than one global batch of {args.global_batch}")
-    cfg = TrainConfig.from_dict(train_params, key="train")
-    out = Path(args.out)
-    summary = train(task, cfg, out, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    done = load_model_file(out)
-    model = GPT(GPTConfig.from_dict(done["model_config"]))
-    load_state_strict(model, done["model"], out)
-    recipe = {**done["recipe"], "train_config": done["train_config"], "steps": done["summary"]["steps"],
-              "pretrained": str(args.pretrained), "reference": str(args.reference or args.pretrained),
-              "codes": str(args.codes)}
-    official = Path(args.out_official)
-    official.parent.mkdir(parents=True, exist_ok=True)
-    save_official_gpt(model, official, extra={"cca_recipe": recipe})
-    write_json(official.with_name(official.name + ".json"), recipe)
-    print(f"[llamagen-cca-official] {args.size}: {summary['steps']} steps on {summary['world_size']} "
-          f"process(es), accumulation {cfg.accumulation} ({cfg.accumulation_reduce}), final loss "
-          f"{summary['final_loss']:.6g} -> {out}, {official}")
+    require_inputs(inputs)
+
+    done = run_official_finetune(
+        LlamaGenCCATask(task_params, inputs), train_params, args.global_batch, args.codes, args.out,
+        args.out_official, (GPT, GPTConfig), lambda m, path, recipe: save_official_gpt(m, path, extra={"cca_recipe": recipe}),
+        {"pretrained": str(args.pretrained), "reference": str(args.reference or args.pretrained),
+         "codes": str(args.codes)}, progress=not args.no_progress)
+    if done is not None:
+        summary, cfg, official = done
+        print(f"[llamagen-cca-official] {args.size}: {summary['steps']} steps on {summary['world_size']} "
+              f"process(es), accumulation {cfg.accumulation} ({cfg.accumulation_reduce}), final loss "
+              f"{summary['final_loss']:.6g} -> {args.out}, {official}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,32 +83,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="paper tier: CCA fine-tune of an official c2i_*_384.pt (torchrun; FSDP for XXL/3B)")
     p.add_argument("--size", required=True, choices=sorted(LAMBDA), help="LlamaGen size")
     p.add_argument("--pretrained", required=True, help="official c2i_SIZE_384.pt (or a CCA release): the initial policy")
-    p.add_argument("--reference", default="", help="the frozen reference p_phi (default: --pretrained)")
     p.add_argument("--codes", required=True, help="merged codes: the folder of llamagen-merge-codes or a codes .npz (llamagen/crop_codes.py)")
-    p.add_argument("--out", required=True, help="the training loop's model file (.pt)")
-    p.add_argument("--out-official", required=True, help="the fine-tuned GPT in the official layout (.pt)")
     p.add_argument("--image-size", type=int, default=384)
-    p.add_argument("--global-batch", type=int, default=256)
     p.add_argument("--micro-batch", type=int, default=OFFICIAL_MICRO_BATCH,
                    help="per-process micro-batch; negatives are rolled within it (official: 2)")
     p.add_argument("--accumulation-reduce", choices=("sum", "mean"), default="sum",
                    help="sum (official: micro-batch losses summed before clipping) or mean (corrected)")
-    p.add_argument("--steps", type=int, default=None, help="default: one epoch of whole global batches")
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--beta", type=float, default=0.02)
-    p.add_argument("--lam", type=float, default=None, help="default: the paper's λ of --size")
-    p.add_argument("--uncond-ratio", type=float, default=0.1)
     p.add_argument("--class-dropout", type=float, default=None, help="default 1e-5 (1e-6 for XXL/3B)")
     p.add_argument("--dropout", choices=("keep", "off"), default="keep")
-    p.add_argument("--method", choices=("cca", "dpo", "unlearning"), default="cca")
     p.add_argument("--parallel", choices=("ddp", "fsdp"), default="", help="default: fsdp for XXL/3B")
     p.add_argument("--precision", choices=("bfloat16", "float32"), default="bfloat16")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--checkpoint-every", type=int, default=250)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--model-overrides", default="",
-                   help="JSON GPT fields over the official size (tiny test files only)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    add_official_finetune_args(p, lr=1e-5, lam_of="--size", model_fields="GPT")
     p.set_defaults(func=_run)

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 
-from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
+from guidance_repro.sampling.cli_args import add_shard_args
 from guidance_repro.io import json_object_arg
 
-PAPER_METHODS = ("pretrained", "cfg", "cca", "cca_cfg")
 
 
 def _load(args):
@@ -53,17 +52,10 @@ def _sample_shard(args: argparse.Namespace) -> None:
     from guidance_repro.guidance.cfg import Guidance
     from guidance_repro.metrics.features import file_sha256
     from guidance_repro.sampling import ar
-    from guidance_repro.sampling.shards import ShardPlan, image_seed, run_shard
+    from guidance_repro.sampling.shards import ShardPlan, image_seed, point_tags, run_shard
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    tags = {"model": args.size, **parse_tags(args.tag)}
-    if tags.get("method") not in PAPER_METHODS:  # the tables key every point by it: never guessed
-        raise ReproError(f"--tag method=...: required, one of {', '.join(PAPER_METHODS)} "
-                         f"(got {tags.get('method')!r})")
-    guided = tags["method"] in ("cfg", "cca_cfg")
-    if guided == (args.cfg == 1.0):
-        raise ReproError(f"--cfg {args.cfg:g}: method {tags['method']} is sampled "
-                         f"{'with CFG (s != 1)' if guided else 'without guidance (s = 1)'}")
+    tags = point_tags(args.tag, args.size, args.cfg, 1.0, "LlamaGen: s = 1 is no guidance")
     gpt, tok = _load(args)
     plan = ShardPlan(num=args.num, num_classes=gpt.cfg.num_classes, num_shards=args.num_shards,
                      shard=args.shard, chunk_size=args.chunk_size, seed=args.seed)
@@ -118,13 +110,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vq-config", default="", help="JSON VQ16Config fields (tests' tiny files only)")
     p.add_argument("--image-size", type=int, default=384, help="generation size (384: 24x24 tokens)")
     p.add_argument("--eval-size", type=int, default=256, help="bicubic resize of the decoded images; 0 = none")
-    p.add_argument("--num", type=int, default=50000, help="images in the whole point")
-    p.add_argument("--num-shards", type=int, default=10)
-    p.add_argument("--shard", type=int, required=True)
-    p.add_argument("--chunk-size", type=int, default=250, help="images per atomically written chunk")
-    p.add_argument("--max-chunks", type=int, default=0,
-                   help="stop after this many new chunks (a time-limited job; 0 = finish the shard)")
-    p.add_argument("--work", default="", help="chunk folder (default: OUT.chunks)")
     p.add_argument("--cfg", type=float, default=1.0, help="LlamaGen CFG scale s; 1 = no guidance")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0, help="0 = off (the paper)")
@@ -135,10 +120,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true",
                    help="decode on a static KV cache (padded to a multiple of 8) with one torch.compile'd "
                         "step: CUDA graphs on a GPU (the official sampler's setting), inductor on a CPU")
-    p.add_argument("--seed", type=int, default=0, help="the point's one seed (labels and every image)")
-    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
-                   help="recorded in the settings (model, method, beta, lam)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True, help="the shard manifest (.json), written when the shard is whole")
+    add_shard_args(p)
     p.set_defaults(func=_sample_shard)

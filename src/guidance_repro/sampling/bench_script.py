@@ -18,6 +18,20 @@ from typing import Callable
 from guidance_repro.errors import ReproError
 
 
+# The clocks a benchmark may time with: this process's CPU seconds (little moved by other tenants
+# of a shared machine at one thread) or wall time.
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def add_timing_args(p: argparse.ArgumentParser, repeats: int) -> None:
+    """Options of the benchmark scripts that time passes in turns (interleaved_times)."""
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                   help="cpu: this process's CPU seconds (little moved by other tenants at one thread); wall")
+
+
 def add_common_args(p: argparse.ArgumentParser, script: str) -> None:
     """Options every sampling-benchmark command shares."""
     p.add_argument("--script", required=True, help=f"path of {script}")

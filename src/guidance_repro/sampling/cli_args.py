@@ -37,3 +37,21 @@ def add_tokenizer_args(p: argparse.ArgumentParser, split: str, reconstruct: bool
         p.add_argument("--num", type=int, default=0, help="first NUM images (0 = all)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", required=True)
+
+
+def add_shard_args(p: argparse.ArgumentParser) -> None:
+    """The arguments every paper-tier sampling-shard command shares (sampling/shards.py): which
+    shard of which point, its chunking, the point's seed and tags, and where it goes."""
+    p.add_argument("--num", type=int, default=50000, help="images in the whole point (50 per class)")
+    p.add_argument("--num-shards", type=int, default=10)
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--chunk-size", type=int, default=250, help="images per atomically written chunk")
+    p.add_argument("--max-chunks", type=int, default=0,
+                   help="stop after this many new chunks (a time-limited job; 0 = finish the shard)")
+    p.add_argument("--work", default="", help="chunk folder (default: OUT.chunks)")
+    p.add_argument("--seed", type=int, default=0, help="the point's one seed (labels and every image)")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                   help="recorded in the settings (model, method, beta, lam)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True, help="the shard manifest (.json), written when the shard is whole")

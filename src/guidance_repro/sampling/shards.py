@@ -222,3 +222,22 @@ def merge(shard_paths: list, out: str | Path, manifest_out: str | Path) -> dict:
     }
     write_json(manifest_out, manifest)
     return manifest
+
+
+PAPER_METHODS = ("pretrained", "cfg", "cca", "cca_cfg")
+
+
+def point_tags(tag_pairs: list[str], model: str, cfg: float, unguided: float, convention: str) -> dict:
+    """The table tags of a paper-tier point (``--tag KEY=VALUE`` over ``model``), checked: the
+    method is one the tables know (never guessed), and it is sampled with CFG exactly when
+    ``cfg`` is not the family's no-guidance value ``unguided`` (LlamaGen's s = 1, VAR's cfg 0)."""
+    from guidance_repro.data.samples import parse_tags
+    tags = {"model": model, **parse_tags(tag_pairs)}
+    if tags.get("method") not in PAPER_METHODS:
+        raise ReproError(f"--tag method=...: required, one of {', '.join(PAPER_METHODS)} "
+                         f"(got {tags.get('method')!r})")
+    guided = tags["method"] in ("cfg", "cca_cfg")
+    if guided == (cfg == unguided):
+        raise ReproError(f"--cfg {cfg:g}: method {tags['method']} is sampled "
+                         f"{'with CFG' if guided else 'without guidance'} ({convention})")
+    return tags

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from guidance_repro.errors import ReproError
+from guidance_repro.train.official_finetune import add_official_finetune_args
 
 MICRO_BATCH = {16: 8, 20: 4, 24: 4, 30: 2}            # per process: 256 / 8 GPUs / ac (4, 8, 8, 16)
 FINAL_LR_FACTOR = {16: 0.1, 20: 0.1, 24: 0.01, 30: 0.01}
@@ -55,51 +55,28 @@ def recipe_params(args: argparse.Namespace, world: int) -> tuple[dict, dict]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    import torch
-
-    from guidance_repro.io import write_json
-    from guidance_repro.train.checkpoint import load_model_file, load_state_strict
-    from guidance_repro.train.config import TrainConfig
-    from guidance_repro.train.loop import train
+    from guidance_repro.train.official_finetune import require_inputs, run_official_finetune, world_size
     from guidance_repro.var.cca_official import VAROfficialCCATask
     from guidance_repro.var.model import VAR, VARConfig
     from guidance_repro.var.official import save_official_var
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    task_params, train_params = recipe_params(args, world)
+    task_params, train_params = recipe_params(args, world_size(args.threads))
     inputs = {"pretrained": Path(args.pretrained), "vae": Path(args.vae), "imagenet": Path(args.imagenet)}
     for key in ("reference", "labels_file"):
         if getattr(args, key):
             inputs[key] = Path(getattr(args, key))
-    for key, path in inputs.items():
-        if not path.exists():
-            raise ReproError(f"--{key.replace('_', '-')}: {path} does not exist")
-    task = VAROfficialCCATask(task_params, inputs)
-    if train_params["steps"] is None:  # one epoch of whole global batches
-        train_params["steps"] = task.num_examples() // args.global_batch
-        if train_params["steps"] < 1:
-            raise ReproError(f"{args.imagenet}: {task.num_examples()} images, fewer than one global "
-                             f"batch of {args.global_batch}")
-    cfg = TrainConfig.from_dict(train_params, key="train")
-    out = Path(args.out)
-    summary = train(task, cfg, out, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    done = load_model_file(out)
-    model = VAR(VARConfig.from_dict(done["model_config"]))
-    load_state_strict(model, done["model"], out)
-    recipe = {**done["recipe"], "train_config": done["train_config"], "steps": done["summary"]["steps"],
-              "pretrained": str(args.pretrained), "reference": str(args.reference or args.pretrained),
-              "vae": str(args.vae)}
-    official = Path(args.out_official)
-    official.parent.mkdir(parents=True, exist_ok=True)
-    save_official_var(model, official)
-    write_json(official.with_name(official.name + ".json"), recipe)
-    print(f"[var-cca-official] d{args.depth}: {summary['steps']} steps on {summary['world_size']} "
-          f"process(es), accumulation {cfg.accumulation}, {cfg.precision}, final loss "
-          f"{summary['final_loss']:.6g} -> {out}, {official}")
+    require_inputs(inputs)
+
+    done = run_official_finetune(
+        VAROfficialCCATask(task_params, inputs), train_params, args.global_batch, args.imagenet, args.out,
+        args.out_official, (VAR, VARConfig), lambda m, path, recipe: save_official_var(m, path),
+        {"pretrained": str(args.pretrained), "reference": str(args.reference or args.pretrained),
+         "vae": str(args.vae)}, progress=not args.no_progress)
+    if done is not None:
+        summary, cfg, official = done
+        print(f"[var-cca-official] d{args.depth}: {summary['steps']} steps on {summary['world_size']} "
+              f"process(es), accumulation {cfg.accumulation}, {cfg.precision}, final loss "
+              f"{summary['final_loss']:.6g} -> {args.out}, {official}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,31 +84,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="paper tier: CCA fine-tune of an official var_d*.pth (torchrun), ImageNet encoded on the fly")
     p.add_argument("--depth", type=int, required=True, choices=sorted(MICRO_BATCH))
     p.add_argument("--pretrained", required=True, help="official var_d{16,20,24,30}.pth: the initial policy")
-    p.add_argument("--reference", default="", help="the frozen reference p_phi (default: --pretrained)")
     p.add_argument("--vae", required=True, help="official vae_ch160v4096z32.pth")
     p.add_argument("--imagenet", required=True, help="ImageNet train folder (one sub-folder per wnid)")
     p.add_argument("--labels-file", default="", help="class order, one wnid per line (default: sorted folders)")
-    p.add_argument("--out", required=True, help="the training loop's model file (.pt)")
-    p.add_argument("--out-official", required=True, help="the fine-tuned VAR as a raw state dict (.pth)")
-    p.add_argument("--global-batch", type=int, default=256)
     p.add_argument("--micro-batch", type=int, default=0,
                    help="per-process micro-batch; negatives are rolled within it (default: official 8/4/4/2)")
-    p.add_argument("--steps", type=int, default=None, help="default: one epoch of whole global batches")
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--beta", type=float, default=0.02)
-    p.add_argument("--lam", type=float, default=None, help="default: the paper's λ of --depth")
-    p.add_argument("--uncond-ratio", type=float, default=0.1)
-    p.add_argument("--method", choices=("cca", "dpo", "unlearning"), default="cca")
     p.add_argument("--resize", type=int, default=288, help="short side before the random crop (LANCZOS)")
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--precision", choices=("float16", "bfloat16", "float32"), default="float16",
                    help="float16 + GradScaler (official) or bfloat16 autocast")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--checkpoint-every", type=int, default=250)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--model-overrides", default="",
-                   help="JSON VARConfig fields over the official size (tiny test files only)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    add_official_finetune_args(p, lr=2e-5, lam_of="--depth", model_fields="VARConfig")
     p.set_defaults(func=_run)

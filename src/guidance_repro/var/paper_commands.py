@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 
-from guidance_repro.data.samples import parse_tags
 from guidance_repro.errors import ReproError
+from guidance_repro.sampling.cli_args import add_shard_args
 from guidance_repro.io import json_object_arg
 
-PAPER_METHODS = ("pretrained", "cfg", "cca", "cca_cfg")
 AUTOCAST = {"float16": "float16", "bfloat16": "bfloat16"}
 
 
@@ -57,17 +56,10 @@ def _sample_shard(args: argparse.Namespace) -> None:
     from guidance_repro.metrics.features import file_sha256
     from guidance_repro.sampling import next_scale
     from guidance_repro.sampling.ar import SamplerConfig
-    from guidance_repro.sampling.shards import ShardPlan, image_seed, run_shard
+    from guidance_repro.sampling.shards import ShardPlan, image_seed, point_tags, run_shard
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    tags = {"model": f"d{args.depth}", **parse_tags(args.tag)}
-    if tags.get("method") not in PAPER_METHODS:  # the tables key every point by it: never guessed
-        raise ReproError(f"--tag method=...: required, one of {', '.join(PAPER_METHODS)} "
-                         f"(got {tags.get('method')!r})")
-    guided = tags["method"] in ("cfg", "cca_cfg")
-    if guided == (args.cfg == 0.0):
-        raise ReproError(f"--cfg {args.cfg:g}: method {tags['method']} is sampled "
-                         f"{'with CFG (cfg > 0)' if guided else 'without guidance (cfg 0)'}")
+    tags = point_tags(args.tag, f"d{args.depth}", args.cfg, 0.0, "VAR: cfg 0 is no guidance")
     model, vae = _load(args)
     plan = ShardPlan(num=args.num, num_classes=model.cfg.num_classes, num_shards=args.num_shards,
                      shard=args.shard, chunk_size=args.chunk_size, seed=args.seed)
@@ -129,13 +121,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=int, required=True, choices=(16, 20, 24, 30, 36))
     p.add_argument("--vae", required=True, help="official vae_ch160v4096z32.pth")
     p.add_argument("--model-config", default="", help="JSON VARConfig overrides (tests' tiny files only)")
-    p.add_argument("--num", type=int, default=50000, help="images in the whole point (50 per class)")
-    p.add_argument("--num-shards", type=int, default=10)
-    p.add_argument("--shard", type=int, required=True)
-    p.add_argument("--chunk-size", type=int, default=250, help="images per atomically written chunk")
-    p.add_argument("--max-chunks", type=int, default=0,
-                   help="stop after this many new chunks (a time-limited job; 0 = finish the shard)")
-    p.add_argument("--work", default="", help="chunk folder (default: OUT.chunks)")
     p.add_argument("--cfg", type=float, default=0.0, help="VAR's --cfg (the ramp's end); 0 = no guidance")
     p.add_argument("--top-k", type=int, default=900)
     p.add_argument("--top-p", type=float, default=0.96)
@@ -143,12 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16",
                    help="autocast on the GPU (official demo: float16); the CPU runs float32")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0, help="the point's one seed (labels and every image)")
-    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
-                   help="recorded in the settings (model, method, beta, lam)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True, help="the shard manifest (.json), written when the shard is whole")
+    add_shard_args(p)
     p.set_defaults(func=_sample_shard)
 
     p = sub.add_parser("var-mini-fixtures", help="TEST STAND-IN VAR + VQVAE files for the paper-shaped mini tier")
