@@ -166,30 +166,41 @@ def test_a_killed_sampling_shard_keeps_its_finished_chunks(mini):
         assert z.files == list(lost_arrays) and all(np.array_equal(z[k], lost_arrays[k]) for k in z.files)
 
 
-def _paper_config_with_files(tmp_path: Path) -> Path:
-    """config/paper/cca-llamagen.yaml with every local path pointing at an empty stand-in file."""
-    cfg = yaml.safe_load((ROOT / "config" / "paper" / "cca-llamagen.yaml").read_text())
-    p = cfg["cca_llamagen"]["paper"]
+PAPER_FILES = {"cca-llamagen": ("cca_llamagen", "gpt_checkpoints", ("vq_checkpoint", "reference_batch", "inception")),
+               "cca-var": ("cca_var", "var_checkpoints", ("vae_checkpoint", "reference_batch", "inception"))}
+
+
+def _paper_config_with_files(tmp_path: Path, name: str = "cca-llamagen") -> Path:
+    """config/paper/<name>.yaml with every local path pointing at an empty stand-in file, in a
+    folder that holds the checkout's config/ as a user's run from the checkout does."""
+    section, checkpoints, keys = PAPER_FILES[name]
+    cfg = yaml.safe_load((ROOT / "config" / "paper" / f"{name}.yaml").read_text())
+    p = cfg[section]["paper"]
     files = tmp_path / "files"
     (files / "train").mkdir(parents=True)
-    p["gpt_checkpoints"] = {k: str(files / Path(v).name) for k, v in p["gpt_checkpoints"].items()}
-    for key in ("vq_checkpoint", "reference_batch", "inception"):
+    p[checkpoints] = {k: str(files / Path(v).name) for k, v in p[checkpoints].items()}
+    for key in keys:
         p[key] = str(files / Path(p[key]).name)
-    for path in [*p["gpt_checkpoints"].values(), p["vq_checkpoint"], p["reference_batch"], p["inception"]]:
+    for path in [*p[checkpoints].values(), *(p[k] for k in keys)]:
         Path(path).write_bytes(b"")
     p["imagenet_train"] = str(files / "train")
-    out = tmp_path / "cca-llamagen.yaml"
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    out = tmp_path / f"{name}.yaml"
     out.write_text(yaml.safe_dump(cfg))
     return out
 
 
+def _planned_counts(proc: subprocess.CompletedProcess) -> dict[str, str]:
+    """rule -> job count of `snakemake -n --quiet rules`."""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return dict(line.split()[:2] for line in proc.stdout.splitlines()
+                if len(line.split()) == 2 and line.split()[1].isdigit())
+
+
 def test_paper_config_plans_the_whole_chain_for_all_five_sizes(tmp_path):
     # As a user runs it from the checkout: the toy config/config.yaml is there, the paper one is given.
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(_paper_config_with_files(tmp_path)))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = dict(line.split()[:2] for line in proc.stdout.splitlines()
-                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    counts = _planned_counts(run_snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile",
+                                           str(_paper_config_with_files(tmp_path))))
     sizes, points, shards = 5, 5 * 4, 10
     assert counts["cca_llamagen_paper_codes_shard"] == "8" and counts["cca_llamagen_paper_codes"] == "1"
     assert counts["cca_llamagen_paper_finetune"] == str(sizes * 2)  # the CCA and the CCA+CFG fine-tune
@@ -202,7 +213,6 @@ def test_paper_config_plans_the_whole_chain_for_all_five_sizes(tmp_path):
 
 
 def test_paper_config_fsdp_sizes_and_torchrun_in_the_planned_commands(tmp_path):
-    shutil.copytree(ROOT / "config", tmp_path / "config")
     # the targets before --configfile, which takes every argument after it
     proc = run_snakemake(tmp_path, "-n", "-p", f"{PAPER}/models/3B-cca-b0.02-l500.pt",
                          f"{PAPER}/models/B-cca-b0.02-l1000.pt", "--configfile", str(_paper_config_with_files(tmp_path)))
@@ -214,22 +224,8 @@ def test_paper_config_fsdp_sizes_and_torchrun_in_the_planned_commands(tmp_path):
 
 
 def test_var_paper_config_plans_the_whole_chain_for_all_four_depths(tmp_path):
-    cfg = yaml.safe_load((ROOT / "config" / "paper" / "cca-var.yaml").read_text())
-    p = cfg["cca_var"]["paper"]
-    files = tmp_path / "files"
-    (files / "train").mkdir(parents=True)
-    p["var_checkpoints"] = {k: str(files / Path(v).name) for k, v in p["var_checkpoints"].items()}
-    for key in ("vae_checkpoint", "reference_batch", "inception"):
-        p[key] = str(files / Path(p[key]).name)
-    for path in [*p["var_checkpoints"].values(), p["vae_checkpoint"], p["reference_batch"], p["inception"]]:
-        Path(path).write_bytes(b"")
-    p["imagenet_train"] = str(files / "train")
-    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(cfg))
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(tmp_path / "paper.yaml"))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = dict(line.split()[:2] for line in proc.stdout.splitlines()
-                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    counts = _planned_counts(run_snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile",
+                                           str(_paper_config_with_files(tmp_path, "cca-var"))))
     points = 4 * 3  # w/o guidance, CFG, CCA per depth (the paper has no VAR CCA+CFG point)
     assert counts["cca_var_paper_finetune"] == "4" and counts["cca_var_paper_sample_shard"] == str(points * 10)
     assert counts["paper_merge_shards"] == counts["paper_evaluate"] == str(points)
@@ -238,7 +234,6 @@ def test_var_paper_config_plans_the_whole_chain_for_all_four_depths(tmp_path):
 
 
 def test_paper_config_missing_imagenet_names_the_key(tmp_path):
-    shutil.copytree(ROOT / "config", tmp_path / "config")
     path = _paper_config_with_files(tmp_path)
     cfg = yaml.safe_load(path.read_text())
     cfg["cca_llamagen"]["paper"]["imagenet_train"] = str(tmp_path / "nowhere")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PYTHON, ROOT, run_snakemake, venv_env
+from conftest import PYTHON, ROOT, fail_under_ci_else_skip, run_snakemake, venv_env
 
 pytestmark = [pytest.mark.dag, pytest.mark.slow]
 
@@ -53,10 +53,7 @@ def slurm(tmp_path_factory):
     """A running one-node SLURM; its state folder (jobcomp.log). Brought down also on failure."""
     missing = _missing_for_slurm()
     if missing:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"cannot start a local SLURM: {missing}")
-        print(f"test_slurm skipped: {missing}")
-        pytest.skip(missing)
+        fail_under_ci_else_skip(f"cannot start a local SLURM: {missing}")
     state = tmp_path_factory.mktemp("slurm-state")
     env = dict(os.environ, SLURM_LOCAL_DIR=str(state), SLURM_LOCAL_GPU_SLOTS="1")
     up = subprocess.run([str(SLURM_LOCAL), "up"], env=env, capture_output=True, text=True)

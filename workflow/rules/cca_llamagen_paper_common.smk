@@ -64,11 +64,9 @@ def clp_finetune_args(wildcards, threads):
 
 def clp_sample_args(wildcards):
     p, s = CLP_POINTS[wildcards.lp_point], CLP_SAMPLING
-    tags = [f"--tag method={p['method']}", f"--tag model={p['tag']}"]
-    tags += [f"--tag {k}={p[k]}" for k in ("beta", "lam") if k in p]
     return " ".join(
         [
-            f"--size {p['tag']} --cfg {p['cfg'] or 1.0} {' '.join(tags)}",
+            f"--size {p['tag']} --cfg {p['cfg'] or 1.0} {paper_point_tags(p)}",
             f"--image-size {CLP_CFG['image_size']} --eval-size {CLP_CFG['eval_size']}",
             f"--num {s['num_samples']} --num-shards {s['num_shards']} --seed {s['seed']}",
             f"--chunk-size {s['chunk_size']} --batch-size {s['batch_size']}",
@@ -81,15 +79,4 @@ def clp_sample_args(wildcards):
     )
 
 
-def clp_official_inputs():
-    """The paper tier's local inputs beyond the checkpoints (checked at parse time, named by key)."""
-    for key in ("imagenet_train", "inception"):
-        path = CLP_CFG[key]
-        if not path or not Path(path).exists():
-            raise WorkflowError(
-                f"config key cca_llamagen.paper.{key}: {'not set' if not path else f'{path} not found'}"
-                " (a local path; nothing is downloaded)"
-            )
-
-
-clp_official_inputs()
+paper_require_local("cca_llamagen.paper", CLP_CFG, ("imagenet_train", "inception"))

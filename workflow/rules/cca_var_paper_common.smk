@@ -45,11 +45,9 @@ def cvp_finetune_args(wildcards, threads):
 
 def cvp_sample_args(wildcards):
     p, s = CVP_POINTS[wildcards.vp_point], CVP_SAMPLING
-    tags = [f"--tag method={p['method']}", f"--tag model={p['tag']}"]
-    tags += [f"--tag {k}={p[k]}" for k in ("beta", "lam") if k in p]
     return " ".join(
         [
-            f"--depth {p['model']} --cfg {p['cfg'] or 0} {' '.join(tags)}",
+            f"--depth {p['model']} --cfg {p['cfg'] or 0} {paper_point_tags(p)}",
             f"--num {s['num_samples']} --num-shards {s['num_shards']} --seed {s['seed']}",
             f"--chunk-size {s['chunk_size']} --batch-size {s['batch_size']}",
             f"--top-k {s['top_k']} --top-p {s['top_p']} --dtype {s['dtype']} --device {s['device']}",
@@ -68,15 +66,6 @@ def cvp_tiny_width_args():
     )
 
 
-def cvp_local_inputs():
-    """The paper tier's local inputs beyond the checkpoints (checked at parse time, named by key)."""
-    for key in ("imagenet_train", "inception", "reference_batch"):
-        path = CVP_CFG[key]
-        if not path or not Path(path).exists():
-            raise WorkflowError(
-                f"config key cca_var.paper.{key}: {'not set' if not path else f'{path} not found'}"
-                " (a local path; nothing is downloaded)"
-            )
-
-
-cvp_local_inputs()
+paper_require_local(
+    "cca_var.paper", CVP_CFG, ("imagenet_train", "inception", "reference_batch")
+)

@@ -7,7 +7,7 @@
 
 
 wildcard_constraints:
-    pslice=paper_slice_pattern(),
+    pslice=paper_pattern(PAPER_SLICES),
     ppoint="[A-Za-z0-9.+-]+",
 
 

@@ -62,14 +62,27 @@ def paper_evaluation_args(wildcards):
     )
 
 
-def paper_slice_pattern():
-    # A pattern that never matches when no slice is registered (wildcard_constraints needs one).
-    return "|".join(sorted(PAPER_SLICES)) or "(?!)"
-
-
 def paper_pattern(names):
     """A wildcard constraint matching exactly these names (never matching when there are none)."""
     return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
+
+
+def paper_point_tags(point):
+    """The --tag flags a sampling shard records for the tables (method, model, beta, lam)."""
+    tags = [f"--tag method={point['method']}", f"--tag model={point['tag']}"]
+    tags += [f"--tag {k}={point[k]}" for k in ("beta", "lam") if k in point]
+    return " ".join(tags)
+
+
+def paper_require_local(section_path, cfg, keys):
+    """The section's local inputs beyond the checkpoints, checked at parse time (named by key)."""
+    for key in keys:
+        path = cfg[key]
+        if not path or not Path(path).exists():
+            raise WorkflowError(
+                f"config key {section_path}.{key}: {'not set' if not path else f'{path} not found'}"
+                " (a local path; nothing is downloaded)"
+            )
 
 
 def paper_json_flag(flag, obj):
