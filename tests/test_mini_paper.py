@@ -117,7 +117,7 @@ def test_table_has_every_row_and_says_test_standin(mini):
     assert all(r["verdict"] == "TEST STAND-IN run: no verdict" and r["fid"] for r in rows)
     assert "**TEST STAND-IN run**" in (workdir / PAPER / "table.md").read_text()
     claims = list(csv.DictReader((workdir / PAPER / "claims.csv").open()))
-    assert claims and all(c["holds"] == "" for c in claims)  # no verdict from random weights
+    assert claims and all(c["verdict"] == "" for c in claims)  # no verdict from random weights
     metrics = json.loads((workdir / PAPER / "metrics" / "B-pretrained.json").read_text())
     assert "TEST STAND-IN" in metrics["protocol"]["test_standin"]
     claims_md = (workdir / "results" / "claims.md").read_text()

@@ -68,11 +68,11 @@ def test_table_verdicts_rows_figure_and_claims(tmp_path):
     # claims at tier paper, as report/claims.py aggregates them
     agg = aggregate([claims], "paper")
     rep = {(r["model"], r["claim"]): r for r in agg}
-    assert rep[("B", "w/o guidance FID reproduces the paper's")]["holds"] is True
-    assert rep[("B", "CCA (w/o guidance) FID reproduces the paper's")]["holds"] is False
-    assert rep[("L", "CCA (w/o guidance) FID reproduces the paper's")]["holds"] is None   # not run
+    assert rep[("B", "w/o guidance FID reproduces the paper's")]["verdict"] == "holds"
+    assert rep[("B", "CCA (w/o guidance) FID reproduces the paper's")]["verdict"] == "does not hold"
+    assert rep[("L", "CCA (w/o guidance) FID reproduces the paper's")]["verdict"] == ""   # not run
     lower = rep[("B", "CCA lowers the guidance-free FID")]
-    assert lower["holds"] is True and lower["measured"] == "32.00 → 8.00"
+    assert lower["verdict"] == "holds" and lower["measured"] == "32.00 → 8.00"
     assert lower["paper_figure"] == "FID 32.2 → 7.04" and lower["comparison"] == "values comparable (paper protocol)"
     assert all(r["paper"] == "cca" and r["paper_protocol"] for r in agg)
 

@@ -26,9 +26,11 @@ def slices(tmp_path):
     cca = tmp_path / "cca.csv"
     claims.write_slice_csv([
         {"experiment": "cca-llamagen", "model": "S", "claim": "CCA lowers the guidance-free FID",
-         "test": "min FID(CCA) < FID(none)", "measured": "150 vs 160", "holds": True},
+         "test": "min FID(CCA) < FID(none)", "measured": "150 vs 160; R = 3", "replicates": 3,
+         "floor": "tokenizer FID 50", "verdict": "holds"},
         {"experiment": "cca-llamagen", "model": "S",
-         "claim": "guidance-free CCA matches the best CFG FID", "measured": "150 vs 140", "holds": False},
+         "claim": "guidance-free CCA matches the best CFG FID", "measured": "150 vs 140",
+         "verdict": "inconclusive"},
     ], cca)
     # an older layout: no measured/model columns, 'rule' instead of 'test', holds spelled yes/no
     toy = _write(tmp_path / "toy.csv", ["experiment", "claim", "rule", "holds"],
@@ -39,9 +41,10 @@ def slices(tmp_path):
 
 def test_claims_join_paper_figures_and_normalise_columns(slices, tmp_path):
     rows = claims.aggregate(list(slices), "toy")
-    assert [r["holds"] for r in rows] == [True, False, True, None]
+    assert [r["verdict"] for r in rows] == ["holds", "inconclusive", "holds", ""]
     first = rows[0]
-    assert first["paper"] == "cca" and first["measured"] == "150 vs 160"
+    assert first["paper"] == "cca" and first["measured"] == "150 vs 160; R = 3"
+    assert (first["replicates"], first["floor"]) == ("3", "tokenizer FID 50")
     assert "19.07" in first["paper_figure"] and first["paper_source"] == "cca.md §2.1 (Fig. 1)"
     assert first["comparison"].startswith("direction only")
     toy = rows[2]
@@ -55,20 +58,21 @@ def test_claims_outputs_and_a_missing_slice(slices, tmp_path):
     assert main(["claims", "--tier", "toy", "--slice", *map(str, slices), "--out-csv", str(out["csv"]),
                  "--out-md", str(out["md"]), "--out-html", str(out["html"])]) == 0
     md = out["md"].read_text()
-    assert "2 of 3 measured claims hold" in md
+    assert "2 hold, 0 do not hold, 1 inconclusive (of 3 measured)" in md
+    assert "| tokenizer FID 50 |" in md and "mean(e) > 2 SE" in md
     # STAR wrote no slice file: its section says so instead of vanishing
     star = md.split("## STAR")[1]
     assert "Not in this run" in star
     with open(out["csv"], newline="") as fh:
         got = list(csv.DictReader(fh))
-    assert [g["holds"] for g in got] == ["true", "false", "true", ""]
+    assert [g["verdict"] for g in got] == ["holds", "inconclusive", "holds", ""]
     assert set(claims.COLUMNS) == set(got[0])
-    assert "<table>" in out["html"].read_text() and "does not hold" in out["html"].read_text()
+    assert "<table>" in out["html"].read_text() and "inconclusive" in out["html"].read_text()
 
 
 def test_bad_slice_files_name_themselves(tmp_path, slices):
     no_holds = _write(tmp_path / "no_holds.csv", ["experiment", "claim"], [["cca-var", "x"]])
-    with pytest.raises(ReproError, match="no_holds.csv.*holds"):
+    with pytest.raises(ReproError, match="no_holds.csv.*verdict"):
         claims.aggregate([slices[0], no_holds], "toy")
     bad_value = _write(tmp_path / "bad_value.csv", ["experiment", "claim", "holds"], [["cca-var", "x", "maybe"]])
     with pytest.raises(ReproError, match="bad_value.csv: line 2"):
@@ -136,5 +140,5 @@ def test_star_layout_is_normalised(tmp_path):
     star = _write(tmp_path / "star.csv", ["experiment", "claim", "test", "reproduced", "paper", "holds"],
                   [["star-cfg", "CFG improves the CLIP score", "c > n", "0.30 vs 0.25", "CLIP 0.291", "True"]])
     (row,) = claims.aggregate([star], "toy")
-    assert (row["paper"], row["measured"], row["paper_figure"], row["holds"]) == \
-        ("star", "0.30 vs 0.25", "CLIP 0.291", True)
+    assert (row["paper"], row["measured"], row["paper_figure"], row["verdict"]) == \
+        ("star", "0.30 vs 0.25", "CLIP 0.291", "holds")

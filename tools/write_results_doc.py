@@ -7,7 +7,7 @@ the figures in FIGURES, then writes
   - docs/results.md: the run's header (tier, commit, dirty flag, date, CPU model, cores), the full
     claims table and cross-method matrix, every figure of FIGURES;
   - docs/figures/*.png: copies of those figures;
-  - README.md, between BEGIN and END only: claims holding per paper, the matrix (FID / recall),
+  - README.md, between BEGIN and END only: the claims' verdicts per paper, the matrix (FID / recall),
     the README's figures and the commit and CPU line.
 Every input is checked before anything is written, so a missing file (named in the error) leaves
 the docs as they were.
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from guidance_repro.errors import ReproError
 from guidance_repro.io import atomic_path
+from guidance_repro.report import verdict
 from guidance_repro.report.paper_figures import PAPERS
 
 BEGIN = "<!-- results:begin -->"
@@ -60,7 +61,7 @@ TIER_NOTES = {
     "toy": "Toy tier: only the direction of each claim can be compared with the paper, never "
            "the values.",
 }
-CLAIM_COLUMNS = ("paper", "claim", "holds")
+CLAIM_COLUMNS = ("paper", "claim", "verdict")
 MATRIX_COLUMNS = ("family", "model", "method", "point", "fid", "recall", "note")
 
 
@@ -83,14 +84,15 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict]:
 
 
 def read_claims(path: Path) -> list[dict]:
-    """Rows of results/claims.csv with ``holds`` as True / False / None (not measured)."""
+    """Rows of results/claims.csv with ``verdict`` one of holds / does not hold / inconclusive, or
+    '' (not measured); anything else -> ReproError naming the line."""
     rows = _read_csv(path, CLAIM_COLUMNS)
-    verdicts = {"true": True, "false": False, "": None}
     for line, r in enumerate(rows, start=2):
-        v = r["holds"].strip().lower()
-        if v not in verdicts:
-            raise ReproError(f"{path}: line {line}: holds must be true/false/empty, got {v!r}")
-        r["holds"] = verdicts[v]
+        v = r["verdict"].strip().lower()
+        if v not in (*verdict.OUTCOMES, ""):
+            raise ReproError(f"{path}: line {line}: verdict must be one of {', '.join(verdict.OUTCOMES)} "
+                             f"or empty, got {v!r}")
+        r["verdict"] = v
     return rows
 
 
@@ -151,16 +153,17 @@ def machine_line(run: dict) -> str:
 
 
 def claims_summary(rows: list[dict]) -> str:
-    """One sentence: per paper (in the table's order) and overall, how many measured claims hold."""
+    """One sentence: per paper (in the table's order) and overall, how the measured claims came out
+    (the three words of report/verdict.py)."""
     def count(part: list[dict]) -> str:
-        held = sum(r["holds"] is True for r in part)
-        measured = sum(r["holds"] is not None for r in part)
-        unmeasured = f", {len(part) - measured} not measured" if len(part) > measured else ""
-        return f"{held} of {measured}{unmeasured}"
+        unmeasured = sum(not r["verdict"] for r in part)
+        return verdict.counts_text(r["verdict"] for r in part) + (
+            f", {unmeasured} not measured" if unmeasured else "")
     papers = dict.fromkeys(r["paper"] for r in rows)
-    per_paper = "; ".join(f"{PAPERS.get(k, k)} {count([r for r in rows if r['paper'] == k])}"
+    per_paper = "; ".join(f"{PAPERS.get(k, k)}: {count([r for r in rows if r['paper'] == k])}"
                           for k in papers)
-    return f"Claims that hold (of those measured): {per_paper}; **all: {count(rows)}**."
+    return (f"Claims, decided over replicate re-trainings ({verdict.RULE}): {per_paper}; "
+            f"**all: {count(rows)}**.")
 
 
 def _cell(row: dict) -> str:

@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from guidance_repro.config_schema import first_error
+from guidance_repro import replicates
 
 # The entry point of the schema; each slice's section is in its own file beside it.
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -81,6 +82,29 @@ def write_run_record():
         by_rule = threads_by_rule((job.rule.name, job.threads) for job in ran)
         run = record(config, rule_threads=by_rule, source_dir=workflow.basedir)
         write_json("results/run_record.json", run)
+
+
+REPLICATES = config["replicates"]
+
+
+def replicate_ids():
+    """0 .. R-1: replicate 0 is the configured run; the others re-train claim-critical models."""
+    return list(range(REPLICATES["count"]))
+
+
+def replicate_suffix(r):
+    """'' for replicate 0, '-r<r>' otherwise (file names; guidance_repro.replicates)."""
+    return replicates.suffix(r)
+
+
+def replicate_seed(seed, r):
+    return replicates.replicate_seed(seed, r, REPLICATES["seed_stride"])
+
+
+def replicate_train(train, r):
+    """A `train` section (less `nproc`) with its seed moved for replicate r."""
+    t = {k: v for k, v in train.items() if k != "nproc"}
+    return replicates.with_seed(t, r, REPLICATES["seed_stride"])
 
 
 def train_params(section, **extra):

@@ -1,12 +1,16 @@
 """The claims table across the three papers: every slice's claims CSV -> one table with this run's
-figure, the test, holds / does not hold, and the paper's figure with its source and protocol.
+figure, the test, the verdict (holds / does not hold / inconclusive, by the one rule of
+report/verdict.py) and the paper's figure with its source and protocol.
 
 The slice claims CSV (what every experiment writes; ``write_slice_csv``) has the columns
-``experiment, claim, holds`` and optionally ``model, test, measured`` and ``paper_figure,
-paper_source, paper_protocol`` (a slice's own paper figures override ``paper_figures.FIGURES``).
-``holds`` is true / false (also yes / no, 1 / 0), or empty when the claim was not measured.
-Other column names are normalised (``value`` / ``reproduced`` -> ``measured``, ``rule`` ->
-``test``, ``paper`` -> ``paper_figure``).
+``experiment, claim, verdict`` and optionally ``model, test, measured, replicates, floor`` and
+``paper_figure, paper_source, paper_protocol`` (a slice's own paper figures override
+``paper_figures.FIGURES``). ``verdict`` is holds / does not hold / inconclusive, or empty when the
+claim was not measured (true / false, yes / no of two-valued files read as holds / does not
+hold). ``replicates`` is R, the number of re-trainings the verdict was decided over; ``floor`` the
+slice's reachable floor beside its FIDs (the tokenizer's reconstruction FID, the evaluator's
+train/test FID). Other column names are normalised (``holds`` -> ``verdict``, ``value`` /
+``reproduced`` -> ``measured``, ``rule`` -> ``test``, ``paper`` -> ``paper_figure``).
 """
 
 from __future__ import annotations
@@ -18,14 +22,14 @@ from pathlib import Path
 from guidance_repro.errors import ReproError
 from guidance_repro.io import atomic_path
 from guidance_repro.report import paper_figures as pf
+from guidance_repro.report import verdict as vd
 
-SLICE_COLUMNS = ["experiment", "model", "claim", "test", "measured", "holds"]
-REQUIRED = ("experiment", "claim", "holds")
+SLICE_COLUMNS = ["experiment", "model", "claim", "test", "measured", "replicates", "floor", "verdict"]
+REQUIRED = ("experiment", "claim", "verdict")
 ALIASES = {"value": "measured", "values": "measured", "reproduced": "measured", "rule": "test",
-           "verdict": "holds", "paper": "paper_figure"}
-COLUMNS = ["paper", "experiment", "model", "claim", "test", "measured", "holds", "paper_figure",
-           "paper_source", "paper_protocol", "run_protocol", "comparison"]
-VERDICT = {True: "holds", False: "does not hold", None: "not measured"}
+           "holds": "verdict", "paper": "paper_figure"}
+COLUMNS = ["paper", "experiment", "model", "claim", "test", "measured", "replicates", "floor",
+           "verdict", "paper_figure", "paper_source", "paper_protocol", "run_protocol", "comparison"]
 
 
 def write_slice_csv(rows: list[dict], path) -> None:
@@ -35,17 +39,6 @@ def write_slice_csv(rows: list[dict], path) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in SLICE_COLUMNS})
-
-
-def _holds(value, path, line) -> bool | None:
-    v = str(value).strip().lower()
-    if v in ("true", "yes", "1", "holds"):
-        return True
-    if v in ("false", "no", "0", "does not hold"):
-        return False
-    if v in ("", "none", "nan", "not measured"):
-        return None
-    raise ReproError(f"{path}: line {line}: holds must be true/false/empty, got {value!r}")
 
 
 def read_slice_csv(path) -> list[dict]:
@@ -69,7 +62,7 @@ def read_slice_csv(path) -> list[dict]:
         if not (r.get("experiment") or "").strip() or not (r.get("claim") or "").strip():
             raise ReproError(f"{path}: line {i}: empty experiment or claim")
         r = {k: ("" if v is None else str(v).strip()) for k, v in r.items()}
-        r["holds"] = _holds(r["holds"], path, i)
+        r["verdict"] = vd.normalise(r["verdict"], f"{path}: line {i}")
         r["source_file"] = str(path)
         out.append(r)
     return out
@@ -94,7 +87,8 @@ def aggregate(paths: list, tier: str) -> list[dict]:
                 comparison = "direction only: toy data, models and evaluators"
             rows.append({"paper": pf.paper_of(exp), "experiment": exp, "model": r.get("model", ""),
                          "claim": claim, "test": r.get("test", ""), "measured": r.get("measured", ""),
-                         "holds": r["holds"], "paper_figure": fig, "paper_source": src,
+                         "replicates": r.get("replicates", ""), "floor": r.get("floor", ""),
+                         "verdict": r["verdict"], "paper_figure": fig, "paper_source": src,
                          "paper_protocol": theirs, "run_protocol": ours, "comparison": comparison})
     order = list(pf.PAPERS)
     rows.sort(key=lambda r: (order.index(r["paper"]) if r["paper"] in order else len(order),
@@ -107,13 +101,15 @@ def write_csv(rows: list[dict], path) -> None:
         w = csv.DictWriter(fh, COLUMNS)
         w.writeheader()
         for r in rows:
-            w.writerow({**r, "holds": "" if r["holds"] is None else str(r["holds"]).lower()})
+            w.writerow(r)
 
 
 def _counts(rows) -> str:
-    held = sum(r["holds"] is True for r in rows)
-    measured = sum(r["holds"] is not None for r in rows)
-    return f"{held} of {measured} measured claims hold"
+    return vd.counts_text(r["verdict"] for r in rows)
+
+
+def shown(verdict: str) -> str:
+    return verdict or vd.NOT_MEASURED
 
 
 def _md_cell(text: str) -> str:
@@ -122,10 +118,13 @@ def _md_cell(text: str) -> str:
 
 def markdown(rows: list[dict], tier: str) -> str:
     lines = ["# Claims against the papers", "",
-             f"Tier: **{tier}**; {_counts(rows)}. 'this run' is the figure measured by this run "
-             "(results/); the paper's figure and its source (a fact sheet in ../shared/reference/, "
-             "file and section) stand beside it. At the toy tier only the direction of a claim "
-             "is compared, never the values.", ""]
+             f"Tier: **{tier}**; claims: {_counts(rows)}. 'this run' is the figure measured by this "
+             "run (results/): each side as mean ± sd over the R replicates and the effect in the "
+             "claimed direction ± its standard error; 'floor' is the slice's reachable floor "
+             "beside its FIDs. The paper's figure and its source (a fact sheet in "
+             "../shared/reference/, file and section) stand beside it. At the toy tier only the "
+             "direction of a claim is compared, never the values.", "",
+             f"Rule: {vd.RULE}.", ""]
     for key, title in pf.PAPERS.items():
         part = [r for r in rows if r["paper"] == key]
         lines.append(f"## {title}")
@@ -133,11 +132,11 @@ def markdown(rows: list[dict], tier: str) -> str:
         if not part:
             lines += ["Not in this run: no slice of the DAG wrote claims for this paper.", ""]
             continue
-        lines += ["| experiment | model | claim | this run | test | verdict | paper | source |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["| experiment | model | claim | this run | R | floor | test | verdict | paper | source |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in part:
-            cells = [r["experiment"], r["model"], r["claim"], r["measured"], r["test"],
-                     VERDICT[r["holds"]], r["paper_figure"], r["paper_source"]]
+            cells = [r["experiment"], r["model"], r["claim"], r["measured"], r["replicates"], r["floor"],
+                     r["test"], shown(r["verdict"]), r["paper_figure"], r["paper_source"]]
             lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
         protos = sorted({(r["experiment"], r["paper_protocol"], r["run_protocol"]) for r in part})
         lines.append("")
@@ -169,10 +168,11 @@ def write_all(paths: list, tier: str, out_csv, out_md, out_html) -> list[dict]:
     write_csv(rows, out_csv)
     with atomic_path(out_md, suffix=".md.tmp") as tmp:
         tmp.write_text(md + "\n")
-    shown = [{**r, "holds": VERDICT[r["holds"]]} for r in rows]
-    cols = ["paper", "experiment", "model", "claim", "measured", "test", "holds", "paper_figure",
-            "paper_source", "comparison"]
+    visible = [{**r, "verdict": shown(r["verdict"])} for r in rows]
+    cols = ["paper", "experiment", "model", "claim", "measured", "replicates", "floor", "test", "verdict",
+            "paper_figure", "paper_source", "comparison"]
     with atomic_path(out_html, suffix=".html.tmp") as tmp:
-        tmp.write_text(html_table(shown, cols, "Claims against the papers",
-                                  f"Tier {tier}; {_counts(rows)}. Protocols: results/claims.md."))
+        tmp.write_text(html_table(visible, cols, "Claims against the papers",
+                                  f"Tier {tier}; claims: {_counts(rows)}. Rule: {vd.RULE}. "
+                                  "Protocols: results/claims.md."))
     return rows

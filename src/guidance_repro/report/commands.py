@@ -17,11 +17,11 @@ from guidance_repro.errors import ReproError
 
 
 def _claims(args: argparse.Namespace) -> None:
-    from guidance_repro.report import claims
+    from guidance_repro.report import claims, verdict
 
     rows = claims.write_all(args.slice, args.tier, args.out_csv, args.out_md, args.out_html)
-    held = sum(r["holds"] is True for r in rows)
-    print(f"[claims] {len(args.slice)} slices, {len(rows)} claims, {held} hold -> {args.out_md}")
+    tally = verdict.counts_text(r["verdict"] for r in rows)
+    print(f"[claims] {len(args.slice)} slices, {len(rows)} claims: {tally} -> {args.out_md}")
 
 
 def _matrix(args: argparse.Namespace) -> None:
