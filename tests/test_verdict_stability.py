@@ -1,0 +1,66 @@
+"""tools/verdict_stability.py (issue 23's acceptance table) on two constructed runs' claims."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("verdict_stability", ROOT / "tools" / "verdict_stability.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _claims(results: Path, rows):
+    results.mkdir(parents=True)
+    with open(results / "claims.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["experiment", "model", "claim", "measured", "verdict"])
+        w.writeheader()
+        w.writerows(dict(zip(["experiment", "model", "claim", "measured", "verdict"], r)) for r in rows)
+
+
+def test_side_by_side_counts_agreement_and_flags_flips(tmp_path):
+    tool = load_tool()
+    _claims(tmp_path / "k0", [("cca-llamagen", "S", "lowers", "a 1 | b 2", "holds"),
+                              ("cca-var", "d4", "matches", "x", "inconclusive"),
+                              ("star-cfg", "", "clip", "y", "does not hold")])
+    _claims(tmp_path / "k1", [("cca-llamagen", "S", "lowers", "a 1", "holds"),
+                              ("cca-var", "d4", "matches", "x", "holds"),
+                              ("star-cfg", "", "clip", "y", "does not hold")])
+    runs = [{"shift": 0, "results": str(tmp_path / "k0")}, {"shift": 1, "results": str(tmp_path / "k1")}]
+    cmp = tool.compare(runs)
+    assert (cmp["agree"], cmp["claims"]) == (2, 3)
+    assert [r["agree"] for r in cmp["rows"]] == [True, False, True]
+    md = tool.markdown(runs, cmp, {"date": "d", "code": {"git_commit": "abcdef123"}})
+    assert "**2 of 3 claims have the same verdict in every run.**" in md
+    assert "| cca-var | d4 | matches | x | inconclusive | x | holds | **no** |" in md
+    assert "a 1 / b 2" in md  # a pipe inside a cell cannot break the table
+
+
+def test_a_claim_missing_from_one_run_does_not_agree(tmp_path):
+    tool = load_tool()
+    _claims(tmp_path / "k0", [("cca-var", "d4", "matches", "x", "holds")])
+    _claims(tmp_path / "k1", [("cca-var", "d5", "matches", "x", "holds")])
+    cmp = tool.compare([{"shift": 0, "results": str(tmp_path / "k0")},
+                        {"shift": 1, "results": str(tmp_path / "k1")}])
+    assert cmp["agree"] == 0 and cmp["rows"][0]["verdicts"] == ["holds", "missing"]
+
+
+def test_bad_inputs_name_what_is_wrong(tmp_path):
+    tool = load_tool()
+    with pytest.raises(SystemExit, match="claims.csv: missing"):
+        tool.read_verdicts(tmp_path / "nowhere")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "claims.csv").write_text("experiment,model,claim,holds\ncca-var,d4,x,true\n")
+    with pytest.raises(SystemExit, match="no claims with a 'verdict' column"):
+        tool.read_verdicts(tmp_path / "old")
+    with pytest.raises(SystemExit, match="expected K=RESULTS_DIR"):
+        tool.parse_given(["results"])
+    assert tool.parse_given(["0=/a/results"]) == {0: Path("/a/results")}
