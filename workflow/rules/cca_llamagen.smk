@@ -2,8 +2,12 @@
 # pretrain per model size -> CCA per size (main beta/lambda; lambda and beta sweeps, DPO and
 # unlearning baselines on one size) -> samples (guidance-free, CFG over its scale s, CCA
 # guidance-free, CCA+CFG; autoguidance with a small, short-trained guide GPT for the cross-method
-# matrix) -> metrics -> table, figures, claims; tokenizer reconstruction FID; the
-# sampling benchmark. Paper tier: strict checks of the official LlamaGen files, then the paper's
+# matrix) -> metrics -> table, figures; tokenizer reconstruction FID; the sampling benchmark.
+# Claims: per size, the pretrained model and its CCA at the main beta/lambda are re-trained for
+# replicates r = 1..R-1 (files with suffix -r<r>, seeds moved by replicate_train / replicate_seed;
+# the tokenizer and codes are shared), each sampled without guidance, after CCA and with CFG at
+# sampling.claim_cfgs; the claims decide over the R replicates (report/cca_claims.py). The sweeps,
+# table and figures are replicate 0 (single seed). Paper tier: strict checks of the official LlamaGen files, then the paper's
 # protocol from them (cca_llamagen_paper.smk, with paper.smk's shared rules).
 
 
@@ -23,7 +27,7 @@ wildcard_constraints:
     lg_beta="[0-9.e+-]+",
     lg_lam="[0-9.e+-]+",
     lg_cfg="[0-9.e+]+",
-    lg_rep="(-seed[0-9]+)?",
+    lg_rep="(-r[0-9]+)?",
     lg_w="[0-9.e+]+",
 
 
@@ -71,9 +75,9 @@ rule cca_llamagen_pretrain:
     input:
         f"{CL_DIR}/codes-train.npz",
     output:
-        f"{CL_DIR}/models/{{lg_model}}-pretrained.pt",
+        f"{CL_DIR}/models/{{lg_model}}-pretrained{{lg_rep}}.pt",
     log:
-        f"{CL_DIR}/logs/pretrain-{{lg_model}}.log",
+        f"{CL_DIR}/logs/pretrain-{{lg_model}}{{lg_rep}}.log",
     resources:
         **job_resources("training"),
     params:
@@ -103,9 +107,9 @@ rule cca_llamagen_finetune:
     input:
         unpack(cl_finetune_inputs),
     output:
-        f"{CL_DIR}/models/{{lg_model}}-{{lg_method}}-b{{lg_beta}}-l{{lg_lam}}.pt",
+        f"{CL_DIR}/models/{{lg_model}}-{{lg_method}}-b{{lg_beta}}-l{{lg_lam}}{{lg_rep}}.pt",
     log:
-        f"{CL_DIR}/logs/finetune-{{lg_model}}-{{lg_method}}-b{{lg_beta}}-l{{lg_lam}}.log",
+        f"{CL_DIR}/logs/finetune-{{lg_model}}-{{lg_method}}-b{{lg_beta}}-l{{lg_lam}}{{lg_rep}}.log",
     resources:
         **job_resources("finetuning"),
     params:
@@ -258,10 +262,10 @@ rule cca_llamagen_benchmark:
 
 rule cca_llamagen_claims:
     input:
-        table=f"{CL_DIR}/table.csv",
+        points=expand(f"{CL_DIR}/metrics/{{p}}.json", p=cl_all_claim_points()),
         bench=f"{CL_DIR}/benchmark_ar_sampling.json",
         rec=f"{CL_DIR}/metrics/reconstruction-test.json",
-        noise=lambda w: expand(f"{CL_DIR}/metrics/{{p}}.json", p=cl_noise_points()),
+        quality="results/evaluators/classifier_quality.json",
     output:
         json=f"{CL_DIR}/claims.json",
         md=f"{CL_DIR}/claims.md",
@@ -269,8 +273,8 @@ rule cca_llamagen_claims:
     log:
         f"{CL_DIR}/logs/claims.log",
     shell:
-        "guidance-repro cca-claims --table {input.table} --benchmark {input.bench}"
-        " --reconstruction {input.rec} --noise {input.noise} --out {output.json}"
+        "guidance-repro cca-claims --points {input.points} --benchmark {input.bench}"
+        " --reconstruction {input.rec} --evaluator-quality {input.quality} --out {output.json}"
         " --markdown {output.md} --csv {output.csv} > {log} 2>&1"
 
 
@@ -327,7 +331,6 @@ rule cca_llamagen_all:
                 if config["tier"] == "paper"
                 else [
                     f"{CL_DIR}/metrics/reconstruction-test.json",
-                    expand(f"{CL_DIR}/metrics/{{p}}.json", p=cl_noise_points()),
                     expand(f"{CL_DIR}/mechanism/{{m}}.json", m=cl_models()),
                     rules.cca_llamagen_figures.output,
                     rules.cca_llamagen_grid.output,

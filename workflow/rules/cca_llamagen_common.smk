@@ -1,6 +1,8 @@
 # Helpers of workflow/rules/cca_llamagen.smk (CCA on LlamaGen-style next-token AR): paths, sweep
 # points, parameters, the paper-tier file checks.
 import re
+
+from guidance_repro import replicates
 from types import SimpleNamespace
 
 CL = config["cca_llamagen"]
@@ -69,6 +71,7 @@ def cl_points():
         for g in s["cca_cfg_scales"]
     ]
     out += cl_autoguidance_points()
+    out += cl_claim_points(0)
     return sorted(set(out))
 
 
@@ -85,15 +88,35 @@ def cl_autoguide_params(wildcards):
     return as_json({"model": spec, "train": cl_train(a)})
 
 
-def cl_noise_points():
-    """The sweep model without guidance and after the main CCA, re-sampled with other seeds: the
-    FID noise at this sample count (kept beside the table, not in it)."""
-    m, (b0, l0) = cl_sweep_model(), cl_main()
+def cl_rep(wildcards):
+    """The replicate of a file from its suffix wildcard ('' -> 0, '-r<r>' -> r)."""
+    return replicates.parse_suffix(wildcards.lg_rep)
+
+
+def cl_claim_points(r):
+    """Stems of replicate r's claim points per model (chosen a priori, report/cca_claims.py): no
+    guidance, CCA at the main beta/lambda, CFG at each of sampling.claim_cfgs (the claim takes the
+    replicate's best)."""
+    b0, l0 = cl_main()
+    sfx = replicate_suffix(r)
     return [
-        f"{p}-seed{k}"
-        for p in (f"{m}-pretrained-cfg1", f"{m}-cca-b{b0}-l{l0}-cfg1")
-        for k in CL["sampling"]["noise_seeds"]
+        p + sfx
+        for m in cl_models()
+        for p in (
+            f"{m}-pretrained-cfg1",
+            f"{m}-cca-b{b0}-l{l0}-cfg1",
+            *(f"{m}-pretrained-cfg{cl_num(g)}" for g in CL["sampling"]["claim_cfgs"]),
+        )
     ]
+
+
+def cl_all_claim_points():
+    return [p for r in replicate_ids() for p in cl_claim_points(r)]
+
+
+def cl_replicate_points():
+    """The claim points of replicates r >= 1 (replicate 0's are points of the table)."""
+    return [p for r in replicate_ids()[1:] for p in cl_claim_points(r)]
 
 
 def cl_gpt_config(model):
@@ -109,13 +132,17 @@ def cl_gpt_config(model):
     return spec
 
 
-def cl_train(section):
-    return {k: v for k, v in section["train"].items() if k != "nproc"}
+def cl_train(section, r=0):
+    """A trainer's `train` section for replicate r (seed moved; r = 0: as configured)."""
+    return replicate_train(section["train"], r)
 
 
 def cl_pretrain_params(wildcards):
     return as_json(
-        {"model": cl_gpt_config(wildcards.lg_model), "train": cl_train(CL["pretrain"])}
+        {
+            "model": cl_gpt_config(wildcards.lg_model),
+            "train": cl_train(CL["pretrain"], cl_rep(wildcards)),
+        }
     )
 
 
@@ -130,7 +157,7 @@ def cl_finetune_params(wildcards):
             "uncond_ratio": c["uncond_ratio"],
             "class_dropout": c["class_dropout"],
             "dropout": c["dropout"],
-            "train": cl_train(c),
+            "train": cl_train(c, cl_rep(wildcards)),
         }
     )
 
@@ -151,15 +178,18 @@ def cl_reference_params(wildcards):
     shares (data order, seed, uncond_ratio, class_dropout, dropout; checked when reused).
     """
     b0, l0 = cl_main()
-    return cl_finetune_params(SimpleNamespace(lg_beta=b0, lg_lam=l0, lg_method="cca"))
+    return cl_finetune_params(
+        SimpleNamespace(lg_beta=b0, lg_lam=l0, lg_method="cca", lg_rep="")
+    )
 
 
 def cl_finetune_inputs(wildcards):
     out = {
-        "base": f"{CL_DIR}/models/{wildcards.lg_model}-pretrained.pt",
+        "base": f"{CL_DIR}/models/{wildcards.lg_model}-pretrained{wildcards.lg_rep}.pt",
         "codes": f"{CL_DIR}/codes-train.npz",
     }
-    if cl_shares_reference(wildcards.lg_model):
+    # replicates r >= 1 fine-tune one point per model: nothing to share
+    if not wildcards.lg_rep and cl_shares_reference(wildcards.lg_model):
         out["ref"] = f"{CL_DIR}/models/{wildcards.lg_model}-reference-logp.npz"
     return out
 
@@ -169,11 +199,10 @@ def cl_reference_arg(wildcards, input):
 
 
 def cl_sample_model(wildcards):
-    if wildcards.lg_kind == "pretrained":
-        return f"{CL_DIR}/models/{wildcards.lg_model}-pretrained.pt"
-    return (
-        f"{CL_DIR}/models/{wildcards.lg_model}-{wildcards.lg_kind}{wildcards.lg_ft}.pt"
-    )
+    w = wildcards
+    if w.lg_kind == "pretrained":
+        return f"{CL_DIR}/models/{w.lg_model}-pretrained{w.lg_rep}.pt"
+    return f"{CL_DIR}/models/{w.lg_model}-{w.lg_kind}{w.lg_ft}{w.lg_rep}.pt"
 
 
 def cl_sample_tags(wildcards):
@@ -186,13 +215,18 @@ def cl_sample_tags(wildcards):
             method = "cca_cfg"
         b, l = re.fullmatch(r"-b(.+)-l(.+)", wildcards.lg_ft).groups()
         tags = f" --tag beta={b} --tag lam={l}"
-    return f"--tag model={wildcards.lg_model} --tag method={method}{tags}"
+    # the replicate and the seed its model was trained with (recorded in the claims JSON)
+    r = cl_rep(wildcards)
+    section = CL["pretrain"] if wildcards.lg_kind == "pretrained" else CL["cca"]
+    seed = cl_train(section, r)["seed"]
+    return (
+        f"--tag model={wildcards.lg_model} --tag method={method}{tags}"
+        f" --tag replicate={r} --tag train_seed={seed}"
+    )
 
 
 def cl_sample_seed(wildcards):
-    return (
-        int(wildcards.lg_rep[len("-seed") :]) if wildcards.lg_rep else CL_EVAL["seed"]
-    )
+    return replicate_seed(CL_EVAL["seed"], cl_rep(wildcards))
 
 
 def cl_grid_points():

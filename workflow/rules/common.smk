@@ -174,7 +174,7 @@ def evaluate_metrics(experiment):
 def evaluated_points():
     """experiment -> the stems of its samples files that get a metrics file."""
     points = {
-        "cca_llamagen": [*cl_points(), *cl_noise_points(), "reconstruction-test"],
+        "cca_llamagen": [*cl_points(), *cl_replicate_points(), "reconstruction-test"],
         "cca_var": [*cv_points(), "reconstruction-test"],
         "star": st_points(),
     }

@@ -3,20 +3,20 @@
 
     guidance-repro cca-table --metrics a.json b.json ... --out results/cca/var/table.csv
     guidance-repro cca-figures --table table.csv --bars f1.png --tradeoff f4.png --beta beta.png
-    guidance-repro cca-claims --table table.csv [--benchmark bench.json] [--noise s1.json ...] \
-        --out claims.json --markdown claims.md --csv claims.csv
+    guidance-repro cca-claims --points m0.json m1.json ... [--benchmark bench.json] \
+        [--reconstruction rec.json] [--evaluator-quality q.json] --out claims.json \
+        --markdown claims.md --csv claims.csv
     guidance-repro sample-grid --samples a.npz b.npz --titles A B --out grid.png
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
-
 from guidance_repro.errors import ReproError
 from guidance_repro.io import atomic_path, write_json
+from guidance_repro.report import cca_claims as cc
 from guidance_repro.report import cca_figures as cf
+from guidance_repro.report import verdict as vd
 
 
 def _table(args):
@@ -34,30 +34,20 @@ def _figures(args):
 
 
 def _claims(args):
-    rows = cf.read_table(args.table)
-    bench = None
-    if args.benchmark:
-        try:
-            bench = json.loads(Path(args.benchmark).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ReproError(f"{args.benchmark}: not a readable benchmark JSON ({exc})") from None
-    c = cf.claims(rows, bench, [cf.row_from_metrics(p) for p in args.noise])
-    md_extra = ""
-    if getattr(args, "reconstruction", ""):  # tokenizer reconstruction FID: the floor of every model
-        try:
-            rec = json.loads(Path(args.reconstruction).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ReproError(f"{args.reconstruction}: not a readable metrics JSON ({exc})") from None
-        c["tokenizer_reconstruction"] = {"fid": rec.get("fid"), "is_mean": rec.get("is_mean"),
-                                         "metrics": str(args.reconstruction)}
-        md_extra = f"\nTokenizer reconstruction FID (test images through encode/decode): {rec.get('fid'):.4g}\n"
+    points = [cc.point_from_metrics(p) for p in args.points]
+    benches = [{**cc.read_json(p, "benchmark"), "source": str(p)} for p in args.benchmark]
+    rec = cc.read_json(args.reconstruction, "metrics") if args.reconstruction else None
+    ev = cc.read_json(args.evaluator_quality, "evaluator quality") if args.evaluator_quality else None
+    c = cc.claims(points, benches, cc.floor_text(rec, ev))
+    c["inputs"] = {"points": list(args.points), "benchmarks": list(args.benchmark),
+                   "reconstruction": args.reconstruction, "evaluator_quality": args.evaluator_quality}
     write_json(args.out, c)
     with atomic_path(args.markdown, suffix=".md.tmp") as tmp:
-        tmp.write_text(cf.claims_markdown(c) + md_extra)
+        tmp.write_text(cc.claims_markdown(c))
     if args.csv:
         from guidance_repro.report.claims import write_slice_csv
-        write_slice_csv(cf.claims_rows(c), args.csv)
-    print(f"[cca-claims] {sum(x['holds'] for x in c['claims'])}/{len(c['claims'])} hold -> {args.out}")
+        write_slice_csv(cc.claims_rows(c), args.csv)
+    print(f"[cca-claims] {vd.counts_text(x['verdict'] for x in c['claims'])} -> {args.out}")
 
 
 def _grid(args):
@@ -80,12 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beta", required=True, help="β ablation (.png)")
     p.set_defaults(func=_figures)
 
-    p = sub.add_parser("cca-claims", help="the CCA claims with measured numbers (JSON + markdown)")
-    p.add_argument("--table", required=True)
-    p.add_argument("--benchmark", default="", help="sampling benchmark JSON (cost claim)")
-    p.add_argument("--reconstruction", default="", help="metrics JSON of the tokenizer reconstruction")
-    p.add_argument("--noise", nargs="*", default=[],
-                   help="metrics JSONs of table points re-sampled with other seeds (FID seed noise)")
+    p = sub.add_parser("cca-claims", help="the CCA claims over replicates (JSON + markdown + CSV)")
+    p.add_argument("--points", nargs="+", required=True,
+                   help="metrics JSONs of the claim points of every replicate (report/cca_claims.py)")
+    p.add_argument("--benchmark", nargs="*", default=[], help="sampling benchmark JSON(s) (cost claim)")
+    p.add_argument("--reconstruction", default="", help="metrics JSON of the tokenizer reconstruction (floor)")
+    p.add_argument("--evaluator-quality", default="", help="the evaluator's quality JSON (floor)")
     p.add_argument("--out", required=True)
     p.add_argument("--markdown", required=True)
     p.add_argument("--csv", default="", help="the claims as a slice claims CSV (report/claims.py)")

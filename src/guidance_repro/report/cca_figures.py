@@ -1,5 +1,5 @@
-"""CCA reports for any model family (LlamaGen, VAR): the tidy table, the paper-style figures and
-the claims, all drawn from the metrics JSONs of the sampled points.
+"""CCA reports for any model family (LlamaGen, VAR): the tidy table and the paper-style figures,
+drawn from the metrics JSONs of the sampled points (the claims: report/cca_claims.py).
 
 Each metrics JSON (``evaluate`` output) carries the sampler's ``meta_json`` under
 ``protocol.sampler``; its keys ``family``, ``model``, ``method`` (pretrained | cfg | cca | cca_cfg),
@@ -136,7 +136,7 @@ def plot_bars(rows: list[dict], path: str | Path) -> None:
                 bars = ax.bar(x + (k - 1) * 0.27, vals, 0.27, label=name, color=color)
                 ax.bar_label(bars, fmt="%.1f", fontsize=7)
             ax.set_xticks(x, models)
-            ax.set_title(f"{fam}: {'FID (lower is better)' if metric == 'fid' else 'IS'}")
+            ax.set_title(f"{fam}: {'FID (lower is better)' if metric == 'fid' else 'IS'}, single seed")
             if i == 0 and j == 0:
                 ax.legend(fontsize=8)
     fig.tight_layout()
@@ -172,7 +172,7 @@ def plot_tradeoff(rows: list[dict], path: str | Path) -> None:
                        lambda r: f"{r['cfg']:g}")
         ax.set_xlabel("IS")
         ax.set_ylabel("FID")
-        ax.set_title(f"{fam}: FID–IS trade-off")
+        ax.set_title(f"{fam}: FID–IS trade-off (single seed)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
@@ -201,7 +201,7 @@ def plot_beta(rows: list[dict], path: str | Path) -> None:
         for j, metric in enumerate(("FID", "IS")):
             axes[i, j].set_xscale("log")
             axes[i, j].set_xlabel("β")
-            axes[i, j].set_title(f"{fam}: CCA {metric} over β")
+            axes[i, j].set_title(f"{fam}: CCA {metric} over β (single seed)")
             if axes[i, j].get_legend_handles_labels()[0]:
                 axes[i, j].legend(fontsize=7)
     fig.tight_layout()
@@ -235,84 +235,3 @@ def _save(fig, path) -> None:
     with atomic_path(path, suffix=Path(path).suffix + ".tmp") as tmp:
         fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
-
-
-def _point(r: dict) -> tuple:
-    return (r["family"], r["model"], r["method"], _key(r["cfg"]), _key(r["beta"]), _key(r["lam"]))
-
-
-def seed_noise(rows: list[dict], reseeded: list[dict]) -> float | None:
-    """FID seed noise at the table's sample count: the largest |FID(seed k) - FID(seed 0)| over
-    the re-seeded points (rows of the same family/model/method/cfg/beta/lam in ``rows``)."""
-    table = {_point(r): r["fid"] for r in rows}
-    diffs = []
-    for r in reseeded:
-        if _point(r) not in table:
-            raise ReproError(f"noise point {_point(r)} has no seed-0 row in the table")
-        diffs.append(abs(r["fid"] - table[_point(r)]))
-    return max(diffs) if diffs else None
-
-
-def claims(rows: list[dict], benchmark: dict | None = None, reseeded: list[dict] | None = None) -> dict:
-    """The paper's claims per family and model, each with the measured numbers and a verdict.
-    With ``reseeded`` points (the same sampling under other seeds), "CCA lowers the guidance-free
-    FID" must lower it by more than the measured seed noise, not just by any amount."""
-    out = []
-    noise = seed_noise(rows, reseeded or [])
-    for fam, models in summary(rows).items():
-        for model, best in models.items():
-            base, cca, cfg = best.get("pretrained"), best.get("cca"), best.get("cfg")
-            if base and cca:
-                margin = 0.0 if noise is None else noise
-                out.append({"family": fam, "model": model, "claim": "CCA lowers the guidance-free FID",
-                            "pretrained_fid": base["fid"], "cca_fid": cca["fid"],
-                            "cca_point": {"beta": cca["beta"], "lam": cca["lam"]},
-                            **({} if noise is None else {"fid_seed_noise": noise}),
-                            "test": "min FID(CCA over beta, lambda) < FID(no guidance)" if noise is None
-                            else "FID(no guidance) - min FID(CCA over beta, lambda) > FID seed noise",
-                            "holds": bool(base["fid"] - cca["fid"] > margin)})
-            if cca and cfg:
-                # How much of the way from no guidance to the best CFG point CCA goes: a number for
-                # "within reach" (the paper's models go 82-98 % of it), not a second verdict.
-                gap = base["fid"] - cfg["fid"] if base else None
-                closed = {"gap_closed": (base["fid"] - cca["fid"]) / gap} if gap and gap > 0 else {}
-                out.append({"family": fam, "model": model,
-                            "claim": "guidance-free CCA matches the best CFG FID",
-                            "cca_fid": cca["fid"], "best_cfg_fid": cfg["fid"], "best_cfg_scale": cfg["cfg"],
-                            "cca_is": cca["is_mean"], "best_cfg_is": cfg["is_mean"], **closed,
-                            "test": "min FID(CCA, guidance-free) <= min FID(CFG over s)",
-                            "holds": bool(cca["fid"] <= cfg["fid"])})
-    if benchmark:
-        ratio = benchmark.get("cfg_over_guidance_free_time")
-        out.append({"family": benchmark.get("family", ""), "model": benchmark.get("model", ""),
-                    "claim": "guidance-free sampling costs about half of CFG",
-                    "cfg_over_guidance_free_time": ratio,
-                    "test": "time(CFG) / time(guidance-free) >= 1.7 (sampling benchmark)",
-                    "holds": bool(ratio is not None and ratio >= 1.7)})
-    rule = ("CCA and CFG points are each model's best FID over the sweep; 'lowers' holds when CCA "
-            + ("lowers the FID" if noise is None else f"lowers the FID by more than the seed noise ({noise:.3g}, "
-               "the largest FID change of a point re-sampled with another seed)")
-            + "; 'matches' holds when the CCA FID is at most the best CFG FID (gap_closed: the share of the "
-            "FID gap between no guidance and the best CFG point that CCA closes); cost holds at a ratio >= 1.7")
-    return {"claims": out, "rule": rule, **({} if noise is None else {"fid_seed_noise": noise})}
-
-
-def _measured(x: dict) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in x.items()
-                     if k not in ("family", "model", "claim", "holds", "test"))
-
-
-def claims_rows(c: dict) -> list[dict]:
-    """The claims as rows of the slice claims CSV every experiment writes (report/claims.py):
-    experiment, model, claim, test, measured, holds."""
-    return [{"experiment": f"cca-{x['family']}", "model": x["model"], "claim": x["claim"],
-             "test": x.get("test", ""), "measured": _measured(x), "holds": bool(x["holds"])}
-            for x in c["claims"]]
-
-
-def claims_markdown(c: dict) -> str:
-    lines = ["| family | model | claim | measured | holds |", "|---|---|---|---|---|"]
-    for x in c["claims"]:
-        meas = _measured(x)
-        lines.append(f"| {x['family']} | {x['model']} | {x['claim']} | {meas} | {'yes' if x['holds'] else 'no'} |")
-    return "\n".join(lines) + f"\n\n{c['rule']}\n"
