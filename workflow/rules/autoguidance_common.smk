@@ -90,8 +90,12 @@ def ag_image_points():
 def ag_sample_spec(r):
     """The --points JSON of replicate r's sampling job: method, guide, w and output per point."""
     pts = [
-        {"method": m, "guide": g if m != "none" else "", "w": float(w),
-         "out": f"{AG_IMG}/samples/{stem}.npz"}
+        {
+            "method": m,
+            "guide": g if m != "none" else "",
+            "w": float(w),
+            "out": f"{AG_IMG}/samples/{stem}.npz",
+        }
         for stem, m, g, w in ag_image_points_of(r)
     ]
     return as_json(pts)
