@@ -3,6 +3,7 @@ commands on tiny models, and the paper tier's refusal paths (EDM2 pickles)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import pickle
 
@@ -70,27 +71,106 @@ def test_train_sample_report_cli(tmp_path):
     assert cli.main(common + ["--method", "autoguidance", "--w", "2", "--guide", str(tmp_path / "uncond.pt"),
                               "--out", str(tmp_path / "c.npz")]) == 2
     assert cli.main(common + ["--method", "cfg", "--w", "2", "--out", str(tmp_path / "c.npz")]) == 2
-    # the report from hand-made metrics files (the evaluate command is tested with the metrics)
+    # several points of one replicate in one process: the same images as one point at a time
+    pts = [{"method": "none", "out": str(tmp_path / "p0.npz")},
+           {"method": "autoguidance", "guide": "autoguide", "w": 1, "out": str(tmp_path / "p1.npz")}]
+    grouped = ["autoguidance-sample-points", "--main", str(tmp_path / "main.pt"), "--num", "20",
+               "--sampler", sampler, "--guide", f"autoguide={tmp_path / 'guide.pt'}", "--replicate", "1"]
+    assert cli.main(grouped + ["--points", json.dumps(pts)]) == 0
+    p1 = samples_io.read(tmp_path / "p1.npz")
+    assert np.array_equal(p1.images, b.images) and p1.meta["replicate"] == 1
+    assert set(p1.meta["train_seeds"]) == {"main", "autoguide"}
+    for bad in ([{"method": "cfg", "guide": "uncond", "w": 2, "out": "x.npz"}],  # guide not given
+                [{"method": "cfg", "guide": "autoguide", "w": 2, "out": "x.npz"}],  # conditional guide
+                [{"out": "x.npz"}], {}):
+        assert cli.main(grouped + ["--points", json.dumps(bad)]) == 2
+
+
+def _metrics_files(tmp_path, points):
+    """Hand-made metrics files (the evaluate command is tested with the metrics) and the samples
+    file they name (the report's grids read it)."""
+    from guidance_repro.data import samples as samples_io
+
+    images = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
+    samples_io.write(tmp_path / "a.npz", images, np.arange(20) % 10, meta={})
     paths = []
-    pts = [("none", "", 1.0, 30.0, 0.5), ("cfg", "uncond", 2.0, 20.0, 0.3), ("cfg", "uncond", 3.0, 25.0, 0.2),
-           ("autoguidance", "autoguide", 2.0, 15.0, 0.45), ("autoguidance", "shorter", 2.0, 16.0, 0.4),
-           ("autoguidance", "smaller", 2.0, 18.0, 0.4)]
-    for i, (m, g, w, fid, rec) in enumerate(pts):
+    for i, (m, g, w, fid, rec, r) in enumerate(points):
         p = tmp_path / f"m{i}.json"
         p.write_text(json.dumps({"fid": fid, "precision": 0.6, "recall": rec,
                                  "protocol": {"samples": str(tmp_path / "a.npz"), "num_samples": 20,
-                                              "sampler": {"method": m, "guide": g, "w": w}}}))
+                                              "sampler": {"method": m, "guide": g, "w": w, "seed": r,
+                                                          "replicate": r}}}))
         paths.append(str(p))
+    return paths
+
+
+def _replicate_points(r, ag=15.0, cfg=20.0, rec=(0.45, 0.3), shorter=16.0, smaller=18.0, sweep=False):
+    pts = [("none", "", 1.0, 30.0 + r, 0.5, r), ("cfg", "uncond", 2.0, cfg, rec[1], r),
+           ("autoguidance", "autoguide", 2.0, ag, rec[0], r), ("autoguidance", "shorter", 2.0, shorter, 0.4, r),
+           ("autoguidance", "smaller", 2.0, smaller, 0.4, r)]
+    if sweep:
+        pts += [("cfg", "uncond", 3.0, 25.0, 0.2, r), ("autoguidance", "autoguide", 3.0, 14.0, 0.3, r)]
+    return pts
+
+
+CLAIM_W = {"cfg": 2.0, "autoguide": 2.0, "shorter": 2.0, "smaller": 2.0}
+
+
+def test_report_claims_over_replicates(tmp_path):
+    """Replicate 0 sweeps, replicates 1-2 only the claim points; verdicts by the rule."""
+    from guidance_repro.edm import report
+
+    pts = _replicate_points(0, sweep=True) + _replicate_points(1, ag=16.0, cfg=19.0, rec=(0.44, 0.31)) \
+        + _replicate_points(2, ag=14.0, cfg=21.0, shorter=17.0, smaller=16.5)
+    paths = _metrics_files(tmp_path, pts)
+    floor = tmp_path / "floor.json"
+    floor.write_text(json.dumps({"fid": 3.25, "precision": 0.7, "recall": 0.71,
+                                 "protocol": {"num_samples": 20}}))
     out = tmp_path / "report"
-    assert cli.main(["autoguidance-report", "--metrics", *paths, "--out-dir", str(out)]) == 0
-    claims = (out / "claims.csv").read_text()
-    assert claims.count("True") == 4
+    assert cli.main(["autoguidance-report", "--metrics", *paths, "--floor", str(floor),
+                     "--claim-w", json.dumps(CLAIM_W), "--out-dir", str(out)]) == 0
+    rows = {r["claim"]: r for r in csv.DictReader(open(out / "claims.csv"))}
+    v = {k: r["verdict"] for k, r in rows.items()}
+    # AG 15/16/14 vs CFG 20/19/21: effects 5, 3, 7 -> holds
+    assert v["autoguidance beats CFG in best FID"] == "holds"
+    assert v["autoguidance keeps variation better than CFG"] == "holds"
+    assert v["autoguidance improves on the unguided model"] == "holds"
+    # replicate 2: smaller (16.5) below shorter (17): the chain breaks there -> mixed signs
+    assert v["ablation order (Table 1): both reductions <= shorter only <= smaller only"] == "inconclusive"
+    row = rows["autoguidance beats CFG in best FID"]
+    assert row["replicates"] == "3" and "autoguidance FID 15 ± 1; CFG FID 20 ± 1" in row["measured"]
+    assert row["floor"] == "evaluator train/test FID 3.2, recall 0.710 (20 real training images vs the test reference)"
+    assert "claim_w" in row["test"]
+    # the sweep tables and the Table 1 layout are replicate 0's: best AG point there is w = 3
     table = (out / "ablation.md").read_text()
-    assert "| + CFG (unconditional guide) | 20.00 | 2.00 |" in table
+    assert "| + CFG (unconditional guide) | 20.00 | 2.00 |" in table and "single seed" in table
+    assert "| + Autoguidance (smaller and shorter) | 14.00 | 3.00 |" in table
     assert "reduce capacity only" in table and (out / "fid_vs_w.png").is_file()
-    b = report.best(report.collect(paths))
+    assert len(list(csv.DictReader(open(out / "points.csv")))) == 7
+    assert len(list(csv.DictReader(open(out / "replicates.csv")))) == 15
+    summary = json.loads((out / "summary.json").read_text())
+    assert {(s["replicate"], s["seed"]) for s in summary["replicate_seeds"]} == {(0, 0), (1, 1), (2, 2)}
+    b = report.best(report.sweep(report.collect(paths)))
     assert list(b.curve) == ["no guidance", "CFG", "autoguidance (autoguide)", "autoguidance (shorter)",
                              "autoguidance (smaller)"]
+    # a replicate that lacks a claim point is refused
+    partial = _metrics_files(tmp_path, _replicate_points(0) + _replicate_points(1)[:2])
+    assert cli.main(["autoguidance-report", "--metrics", *partial, "--floor", str(floor),
+                     "--claim-w", json.dumps(CLAIM_W), "--out-dir", str(out)]) == 2
+
+
+def test_claims_without_ablation_guides_are_not_measured():
+    import pandas as pd
+
+    from guidance_repro.edm import claims
+
+    df = pd.DataFrame([{"method": m, "guide": g, "w": w, "fid": f, "recall": rec, "replicate": r}
+                       for m, g, w, f, rec, r in _replicate_points(0)[:3] + _replicate_points(1)[:3]])
+    t = claims.claim_table(df, {"cfg": 2.0, "autoguide": 2.0})
+    rows = {r["claim"]: r for r in claims.claims(t, {"cfg": 2.0, "autoguide": 2.0}, "floor")}
+    abl = rows["ablation order (Table 1): both reductions <= shorter only <= smaller only"]
+    assert abl["verdict"] == "" and abl["measured"].startswith("not run")
+    assert rows["autoguidance improves on the unguided model"]["replicates"] == 2
 
 
 def _cfg(tmp_path, **kw):

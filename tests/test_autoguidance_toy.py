@@ -118,10 +118,43 @@ def test_panel_metrics_on_exact_samples():
     xb, _, _ = tg.sample(2000, cls=1, rng=4)
     mb = panels.panel_metrics(xb, tau, 1)
     assert mb["outlier_share"] > 0.95 and mb["branches_covered"] < 5
-    bad = {k: dict(m) for k in ("unguided", "cfg", "autoguidance", "score_scaling")}
-    bad["cfg"]["branch_coverage"] = 0.5
-    rows = panels.claims(bad)
-    assert rows[0]["holds"] and not rows[2]["holds"]
+
+
+def _replicate(cfg_branches, ag_branches, unguided_out, cfg_out, ag_out=0.05):
+    gt = {"outlier_share": 0.01, "branches_covered": 127}
+    return {"ground_truth": gt,
+            "unguided": {"outlier_share": unguided_out, "branches_covered": 110},
+            "cfg": {"outlier_share": cfg_out, "branches_covered": cfg_branches},
+            "autoguidance": {"outlier_share": ag_out, "branches_covered": ag_branches},
+            "score_scaling": {"outlier_share": 0.02, "branches_covered": 20}}
+
+
+def test_toy_claims_over_replicates():
+    """Constructed replicate metrics -> the verdicts of the rule, per claim."""
+    from guidance_repro.toy2d import claims
+
+    reps = [_replicate(50, 109, 0.15, 0.20), _replicate(55, 112, 0.14, 0.10),
+            _replicate(52, 100, 0.16, 0.25)]
+    rows = {r["claim"]: r for r in claims.claims(reps)}
+    v = {k: r["verdict"] for k, r in rows.items()}
+    assert v["autoguidance keeps the branches that CFG drops"] == "holds"
+    # AG within 2 branches of unguided in two replicates, 10 short in the third: mixed signs
+    assert v["autoguidance keeps (almost) all branches of the unguided model"] == "inconclusive"
+    assert v["CFG cuts outliers vs unguided"] == "inconclusive"  # one replicate each way
+    assert v["autoguidance cuts outliers vs unguided"] == "holds"
+    assert v["naive score scaling empties outer branches (coverage below unguided)"] == "holds"
+    row = rows["autoguidance keeps the branches that CFG drops"]
+    assert row["replicates"] == 3 and row["effects"] == [59.0, 57.0, 48.0]
+    assert "autoguidance branches 107 ± 6.2; cfg branches 52.33 ± 2.5" in row["measured"] and "R = 3" in row["measured"]
+    assert row["floor"].startswith("ground truth (exact samples): outliers 1 ± 0 %, branches 127 ± 0/127")
+    # CFG adds outliers in every replicate: does not hold
+    worse = [_replicate(50, 109, 0.10, 0.20), _replicate(50, 109, 0.11, 0.22), _replicate(50, 109, 0.12, 0.21)]
+    v = {r["claim"]: r["verdict"] for r in claims.claims(worse)}
+    assert v["CFG cuts outliers vs unguided"] == "does not hold"
+    # one replicate: no spread to judge by
+    assert {r["verdict"] for r in claims.claims(reps[:1])} == {"inconclusive"}
+    with pytest.raises(ReproError, match="panel metrics without"):
+        claims.claims([{"ground_truth": reps[0]["ground_truth"]}])
 
 
 def test_load_denoiser_refuses_other_models(tmp_path):
@@ -143,8 +176,11 @@ def test_train_and_figure_cli(tmp_path):
         assert cli.main(["train", "--task", "toy2d-density", "--params", json.dumps(p),
                          "--out", str(paths[name]), "--no-progress"]) == 0
     out = {k: tmp_path / f"out.{k}" for k in ("png", "json", "csv", "npz")}
-    args = ["autoguidance-toy-figure", "--main", str(paths["main"]), "--autoguide", str(paths["guide"]),
-            "--uncond", str(paths["uncond"]), "--num-samples", "256", "--threshold-samples", "2000",
+    # two replicates (the same models twice, other sampling seeds)
+    args = ["autoguidance-toy-figure", "--main", str(paths["main"]), str(paths["main"]),
+            "--autoguide", str(paths["guide"]), str(paths["guide"]),
+            "--uncond", str(paths["uncond"]), str(paths["uncond"]), "--seeds", "0", "1000",
+            "--num-samples", "256", "--threshold-samples", "2000",
             "--sampler", '{"steps": 4, "sigma_max": 5}',
             "--out-figure", str(out["png"]), "--out-metrics", str(out["json"]),
             "--out-claims", str(out["csv"]), "--out-samples", str(out["npz"])]
@@ -152,7 +188,13 @@ def test_train_and_figure_cli(tmp_path):
     result = json.loads(out["json"].read_text())
     assert set(result["panels"]) == {k for k, _, _ in panels.PANELS}
     assert len(result["claims"]) == 5 and out["png"].stat().st_size > 0
-    assert out["csv"].read_text().startswith("experiment,claim,test,measured,holds")
+    assert [r["seed"] for r in result["replicates"]] == [0, 1000]
+    assert result["replicates"][1]["panels"] != result["replicates"][0]["panels"]
+    assert out["csv"].read_text().startswith("experiment,model,claim,test,measured,replicates,floor,verdict")
+    assert all(r["replicates"] == 2 for r in result["claims"])
+    # one seed per replicate
+    bad = args[:args.index("--seeds") + 2] + args[args.index("--seeds") + 3:]
+    assert cli.main(bad) == 2
     # a missing model: exit 2 with the file named (checked before any sampling)
     args[2] = str(tmp_path / "missing.pt")
     proc = subprocess.run([PYTHON, "-m", "guidance_repro", *args], cwd=ROOT, capture_output=True, text=True)

@@ -1,8 +1,10 @@
-# Autoguidance (Karras et al. 2024). 2-D toy: three toy2d-density models -> Fig. 1 panels, exact
-# numbers, claims. Fashion-MNIST: EDM denoisers (main, guides, unconditional CFG guide) -> one
-# samples file per (method, guide, w) -> metrics of every point (one `autoguidance_evaluate` job)
-# -> report (FID vs w, PR, grids, Table 1-style ablation, claims). Paper tier: EDM2 pickle check
-# (autoguidance.edm2).
+# Autoguidance (Karras et al. 2024). 2-D toy: three toy2d-density models per replicate -> Fig. 1
+# panels (replicate 0), exact numbers and claims (every replicate). Fashion-MNIST: EDM denoisers
+# (main, guides, unconditional CFG guide) per replicate -> one sampling job per replicate (the
+# sweep for replicate 0, the claim points for the others) -> metrics of every point and of the
+# floor (real training images; one `autoguidance_evaluate` job) -> report (FID vs w, PR, grids,
+# Table 1-style ablation of replicate 0; claims over the replicates). Paper tier: EDM2 pickle
+# check (autoguidance.edm2).
 
 
 include: "autoguidance_common.smk"
@@ -10,11 +12,12 @@ include: "autoguidance_common.smk"
 
 rule autoguidance_toy_train:
     output:
-        f"{AG_TOY}/models/{{model}}.pt",
+        f"{AG_TOY}/models/{{model}}{{rep}}.pt",
     log:
-        f"{AG_TOY}/logs/train-{{model}}.log",
+        f"{AG_TOY}/logs/train-{{model}}{{rep}}.log",
     wildcard_constraints:
         model="main|autoguide|uncond",
+        rep=AG_REPLICATE,
     threads: 1
     params:
         p=ag_toy_params,
@@ -23,11 +26,13 @@ rule autoguidance_toy_train:
         " --no-progress --out {output} > {log} 2>&1"
 
 
+# One job for every replicate: the panels of replicate 0 are Fig. 1, each replicate's numbers
+# decide the claims (the outlier threshold is computed once).
 rule autoguidance_toy_figure:
     input:
-        main=f"{AG_TOY}/models/main.pt",
-        autoguide=f"{AG_TOY}/models/autoguide.pt",
-        uncond=f"{AG_TOY}/models/uncond.pt",
+        main=ag_toy_models("main"),
+        autoguide=ag_toy_models("autoguide"),
+        uncond=ag_toy_models("uncond"),
     output:
         figure=report(
             f"{AG_TOY}/figure1.png",
@@ -42,11 +47,12 @@ rule autoguidance_toy_figure:
     threads: 1
     params:
         t=lambda w: AG["toy"],
+        seeds=lambda w: ag_toy_seeds(),
         sampler=lambda w: as_json(AG["toy"]["sampler"]),
     shell:
         "OMP_NUM_THREADS={threads} guidance-repro autoguidance-toy-figure --main {input.main}"
         " --autoguide {input.autoguide} --uncond {input.uncond}"
-        " --num-samples {params.t[num_samples]} --seed {params.t[seed]}"
+        " --num-samples {params.t[num_samples]} --seeds {params.seeds}"
         " --tree-seed {params.t[tree_seed]} --sampler {params.sampler}"
         " --cfg-w {params.t[cfg_w]} --autoguidance-w {params.t[autoguidance_w]}"
         " --score-scale {params.t[score_scale]}"
@@ -61,9 +67,12 @@ rule autoguidance_image_train:
     input:
         data="results/data/fashion_mnist.npz",
     output:
-        f"{AG_IMG}/models/{{model}}.pt",
+        f"{AG_IMG}/models/{{model}}{{rep}}.pt",
     log:
-        f"{AG_IMG}/logs/train-{{model}}.log",
+        f"{AG_IMG}/logs/train-{{model}}{{rep}}.log",
+    wildcard_constraints:
+        model="[A-Za-z0-9_]+",
+        rep=AG_REPLICATE,
     threads: 1
     params:
         p=ag_image_params,
@@ -72,34 +81,57 @@ rule autoguidance_image_train:
         " --input data={input.data} --no-progress --out {output} > {log} 2>&1"
 
 
-rule autoguidance_image_sample:
+# One sampling job per replicate (every point of it in one process: a process costs ~3 s to start
+# and load the models, a point at 500 images 10-20 s). Replicate 0 samples the sweep, the others
+# the claim points (config image.claim_w).
+for _r in replicate_ids() if "image" in AG else []:
+
+    rule:
+        name:
+            f"autoguidance_image_sample{replicate_suffix(_r).replace('-', '_')}"
+        input:
+            main=f"{AG_IMG}/models/main{replicate_suffix(_r)}.pt",
+            guides=list(ag_sample_guides(_r).values()),
+        output:
+            [f"{AG_IMG}/samples/{p[0]}.npz" for p in ag_image_points_of(_r)],
+        log:
+            f"{AG_IMG}/logs/sample{replicate_suffix(_r)}.log",
+        threads: 1
+        params:
+            i=AG["image"],
+            seed=replicate_seed(AG["image"]["seed"], _r),
+            replicate=_r,
+            guides=" ".join(f"--guide {g}={p}" for g, p in ag_sample_guides(_r).items()),
+            points=ag_sample_spec(_r),
+            sampler=as_json(AG["image"]["sampler"]),
+        shell:
+            "OMP_NUM_THREADS={threads} guidance-repro autoguidance-sample-points"
+            " --main {input.main} {params.guides} --points {params.points}"
+            " --num {params.i[num_samples]} --seed {params.seed} --replicate {params.replicate}"
+            " --batch {params.i[batch]} --sampler {params.sampler} > {log} 2>&1"
+
+
+rule autoguidance_image_floor:
     input:
-        main=f"{AG_IMG}/models/main.pt",
-        guide=ag_guide_model,
+        "results/data/fashion_mnist.npz",
     output:
-        f"{AG_IMG}/samples/{{method}}-{{guide}}-w{{w}}.npz",
+        f"{AG_IMG}/samples/{AG_FLOOR_POINT}.npz",
     log:
-        f"{AG_IMG}/logs/sample-{{method}}-{{guide}}-w{{w}}.log",
-    wildcard_constraints:
-        method="none|cfg|autoguidance",
-        guide="[A-Za-z0-9_]+",
-    threads: 1
+        f"{AG_IMG}/logs/floor.log",
     params:
-        i=lambda w: AG["image"],
-        sampler=lambda w: as_json(AG["image"]["sampler"]),
+        n=lambda w: AG["image"]["num_samples"],
+        seed=config["seed"],
     shell:
-        "OMP_NUM_THREADS={threads} guidance-repro autoguidance-sample --main {input.main}"
-        " --guide '{input.guide}' --guide-name {wildcards.guide} --method {wildcards.method}"
-        " --w {wildcards.w} --num {params.i[num_samples]} --seed {params.i[seed]}"
-        " --batch {params.i[batch]} --sampler {params.sampler} --no-progress"
-        " --out {output} > {log} 2>&1"
+        "guidance-repro export-split --dataset fashion_mnist --input {input} --split train"
+        " --limit {params.n} --seed {params.seed} --out {output} > {log} 2>&1"
 
 
 rule autoguidance_image_report:
     input:
         metrics=lambda w: expand(
-            f"{AG_IMG}/metrics/{{point}}.json", point=ag_image_points()
+            f"{AG_IMG}/metrics/{{point}}.json", point=ag_image_points()[:-1]
         ),
+        floor=f"{AG_IMG}/metrics/{AG_FLOOR_POINT}.json",
         samples=lambda w: expand(
             f"{AG_IMG}/samples/{{point}}.npz", point=ag_image_points()
         ),
@@ -107,6 +139,7 @@ rule autoguidance_image_report:
         claims=f"{AG_IMG}/report/claims.csv",
         ablation=f"{AG_IMG}/report/ablation.md",
         points=f"{AG_IMG}/report/points.csv",
+        replicates=f"{AG_IMG}/report/replicates.csv",
         fid=report(
             f"{AG_IMG}/report/fid_vs_w.png",
             caption="../report/autoguidance_fmnist.rst",
@@ -121,9 +154,10 @@ rule autoguidance_image_report:
         f"{AG_IMG}/logs/report.log",
     params:
         out=lambda w, output: str(Path(output.claims).parent),
+        claim_w=lambda w: ag_claim_w_json(),
     shell:
-        "guidance-repro autoguidance-report --metrics {input.metrics} --out-dir {params.out}"
-        " > {log} 2>&1"
+        "guidance-repro autoguidance-report --metrics {input.metrics} --floor {input.floor}"
+        " --claim-w {params.claim_w} --out-dir {params.out} > {log} 2>&1"
 
 
 rule autoguidance_edm2_check:

@@ -1,9 +1,10 @@
 """The image-level autoguidance report: a tidy table of every sweep point, FID vs w per method,
-precision–recall at each method's best FID, sample grids, the Table 1-style ablation table and
-the claims table (each claim holds or not in this run).
+precision–recall at each method's best FID, sample grids and the Table 1-style ablation table, all
+of replicate 0's single-seed sweep (the claims over every replicate: ``edm/claims.py``).
 
 Each point is one metrics JSON of the shared ``evaluate`` command; what the point is (method,
-guide, w) comes from its ``protocol.sampler`` block, written by ``autoguidance-sample``.
+guide, w, replicate, seeds) comes from its ``protocol.sampler`` block, written by
+``autoguidance-sample-points``.
 """
 
 from __future__ import annotations
@@ -35,12 +36,18 @@ def collect(paths: list[str]) -> pd.DataFrame:
             raise ReproError(f"{p}: metrics without the sampler's method/guide/w (protocol.sampler)")
         n = r["protocol"].get("num_samples")
         rows.append({"method": meta["method"], "guide": meta.get("guide") or "", "w": float(meta["w"]),
-                     "fid": r.get("fid"), "precision": r.get("precision"), "recall": r.get("recall"),
+                     "replicate": int(meta.get("replicate", 0)), "seed": meta.get("seed"),
+                     "train_seeds": meta.get("train_seeds", {}), "fid": r.get("fid"), "precision": r.get("precision"), "recall": r.get("recall"),
                      "num_samples": n, "metrics_file": str(p),
                      # measured by the sampling job (samples meta): the matrix's sampling cost
                      "seconds_per_image": _per_image(read_timing(p).get("seconds"), n)})
     df = pd.DataFrame(rows)
-    return df.sort_values(["method", "guide", "w"]).reset_index(drop=True)
+    return df.sort_values(["replicate", "method", "guide", "w"]).reset_index(drop=True)
+
+
+def sweep(df: pd.DataFrame) -> pd.DataFrame:
+    """Replicate 0's points: the single-seed sweep of the tables and figures."""
+    return df[df.replicate == 0].drop(columns=["replicate"]).reset_index(drop=True)
 
 
 def series(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -81,33 +88,6 @@ def ablation_markdown(b: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claims(b: pd.DataFrame) -> list[dict]:
-    get = {r["curve"]: r for _, r in b.iterrows()}
-    out = []
-
-    def add(claim, test, ok, values):
-        out.append({"experiment": "autoguidance-fmnist", "claim": claim, "test": test,
-                    "holds": bool(ok) if ok is not None else None,  # None: not measured in this run
-                    "measured": values if ok is not None else "not run (curve missing from the config)"})
-
-    ag, cfg, base = get.get("autoguidance (autoguide)"), get.get("CFG"), get.get("no guidance")
-    ok = None if ag is None or cfg is None else ag["fid"] < cfg["fid"]
-    add("autoguidance beats CFG in best FID", "min FID(autoguidance) < min FID(CFG)", ok,
-        None if ok is None else f"{ag['fid']:.3f} vs {cfg['fid']:.3f}")
-    ok = None if ag is None or cfg is None else ag["recall"] >= cfg["recall"]
-    add("autoguidance keeps variation better than CFG", "recall at AG's optimum >= recall at CFG's",
-        ok, None if ok is None else f"{ag['recall']:.3f} vs {cfg['recall']:.3f}")
-    ok = None if ag is None or base is None else ag["fid"] < base["fid"]
-    add("autoguidance improves on the unguided model", "min FID(autoguidance) < FID(no guidance)", ok,
-        None if ok is None else f"{ag['fid']:.3f} vs {base['fid']:.3f}")
-    sh, sm = get.get("autoguidance (shorter)"), get.get("autoguidance (smaller)")
-    ok = None if ag is None or sh is None or sm is None else (ag["fid"] <= sh["fid"] <= sm["fid"])
-    add("ablation order (Table 1): both reductions <= shorter only <= smaller only",
-        "FID(smaller+shorter) <= FID(shorter) <= FID(smaller)", ok,
-        None if ok is None else f"{ag['fid']:.3f} <= {sh['fid']:.3f} <= {sm['fid']:.3f}")
-    return out
-
-
 def fid_figure(df: pd.DataFrame, b: pd.DataFrame, path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -118,7 +98,7 @@ def fid_figure(df: pd.DataFrame, b: pd.DataFrame, path) -> None:
         ax.plot(part.w, part.fid, "o-", label=name)
     ax.set_xlabel("guidance weight w")
     ax.set_ylabel("FID (toy classifier features)")
-    ax.set_title("FID vs w (w = 1: no guidance)")
+    ax.set_title("FID vs w (w = 1: no guidance; single seed)")
     ax.legend(fontsize=8)
     for _, r in b.iterrows():
         ax2.scatter(r["recall"], r["precision"], s=40)

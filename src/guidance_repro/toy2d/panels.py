@@ -1,4 +1,5 @@
-"""Figure 1 of the autoguidance paper on the exact 2-D toy: panels, their numbers, the claims.
+"""Figure 1 of the autoguidance paper on the exact 2-D toy: panels and their numbers (the claims
+over the replicates: ``toy2d/claims.py``).
 
 Panels (class A, the paper's Fig. 1 settings by default): ground truth (exact samples), unguided
 (main model), CFG (guide = the unconditional model trained on both classes), naive score scaling
@@ -62,37 +63,6 @@ def draw_panels(main, autoguide, uncond, n: int, sampler: HeunConfig, weights: d
         w = weights.get(key, 1.0)
         den = for_method(method, main, guides[method], w)
         out[key] = heun_sample(den, noise, sampler, labels).double().numpy()
-    return out
-
-
-def claims(metrics: dict) -> list[dict]:
-    """The paper's Fig. 1 findings as checks on this run's numbers."""
-    m = {k: v for k, v in metrics.items()}
-    cov = {k: v.get("branches_covered", "?") for k, v in m.items()}
-    out_ = {k: v["outlier_share"] for k, v in m.items()}
-    rows = [
-        ("autoguidance keeps the branches that CFG drops",
-         "coverage(autoguidance) > coverage(CFG)",
-         m["autoguidance"]["branch_coverage"] > m["cfg"]["branch_coverage"],
-         f"branches {cov['autoguidance']} vs {cov['cfg']} covered"),
-        ("autoguidance keeps (almost) all branches of the unguided model",
-         "coverage(autoguidance) >= coverage(unguided) - 2/127",
-         m["autoguidance"]["branch_coverage"] >= m["unguided"]["branch_coverage"] - 2 / 127,
-         f"branches {cov['autoguidance']} vs {cov['unguided']} covered"),
-        ("CFG cuts outliers vs unguided", "outliers(CFG) < outliers(unguided)",
-         m["cfg"]["outlier_share"] < m["unguided"]["outlier_share"],
-         f"outliers {out_['cfg']:.2%} vs {out_['unguided']:.2%}"),
-        ("autoguidance cuts outliers vs unguided", "outliers(autoguidance) < outliers(unguided)",
-         m["autoguidance"]["outlier_share"] < m["unguided"]["outlier_share"],
-         f"outliers {out_['autoguidance']:.2%} vs {out_['unguided']:.2%}"),
-        ("naive score scaling empties outer branches (coverage below unguided)",
-         "coverage(score scaling) < coverage(unguided)",
-         m["score_scaling"]["branch_coverage"] < m["unguided"]["branch_coverage"],
-         f"branches {cov['score_scaling']} vs {cov['unguided']} covered"),
-    ]
-    out = []
-    for claim, test, holds, measured in rows:
-        out.append({"claim": claim, "test": test, "measured": measured, "holds": bool(holds)})
     return out
 
 
