@@ -30,7 +30,8 @@ def st_claim_cfg():
 
 def st_claim_points(r):
     """The points every replicate r samples: what the four claims compare (the resolution step's
-    RoPE and absolute-PE models, the whole small CFG sweep and the CCA model at the first lambda)."""
+    RoPE and absolute-PE models, the whole small CFG sweep and the CCA model at the first lambda).
+    """
     n, suf = st_steps(), replicate_suffix(r)
     g0 = st_num(ST["resolution"]["cfg"])
     b, l = st_cca_points()[0]
@@ -86,7 +87,9 @@ def st_finetune_params(wildcards):
     return as_json(
         {
             "model": {},
-            "train": st_replicate_train(ST["finetune"], wildcards, steps=int(wildcards.steps)),
+            "train": st_replicate_train(
+                ST["finetune"], wildcards, steps=int(wildcards.steps)
+            ),
         }
     )
 
@@ -121,7 +124,9 @@ ST_POINT = re.compile(
 def st_point_wildcards(point):
     m = ST_POINT.fullmatch(point)
     if m is None:
-        raise WorkflowError(f"STAR point {point!r}: not <pos>-ft<steps>[-cca-b-l][-r<r>]-cfg<cfg>")
+        raise WorkflowError(
+            f"STAR point {point!r}: not <pos>-ft<steps>[-cca-b-l][-r<r>]-cfg<cfg>"
+        )
     return SimpleNamespace(**{k: v or "" for k, v in m.groupdict().items()})
 
 
@@ -130,7 +135,9 @@ def st_replicate_points(r):
     if r:
         return st_claim_points(r)
     return [
-        p for p in st_points() if p not in ST_FLOOR_POINTS and not st_point_wildcards(p).rep
+        p
+        for p in st_points()
+        if p not in ST_FLOOR_POINTS and not st_point_wildcards(p).rep
     ]
 
 
@@ -146,7 +153,9 @@ def st_sample_tags(w):
         tags["method"] = "cfg" if g else "pretrained"
     chain = {"pretrain": ST["pretrain"], "finetune": ST["finetune"]}
     chain.update({"cca": ST["cca"]} if w.stcca else {})
-    tags.update({f"seed_{k}": replicate_train(v["train"], r)["seed"] for k, v in chain.items()})
+    tags.update(
+        {f"seed_{k}": replicate_train(v["train"], r)["seed"] for k, v in chain.items()}
+    )
     return tags
 
 
