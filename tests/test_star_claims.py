@@ -104,3 +104,8 @@ def test_sweep_rows_keep_replicate_zero_without_floors():
     kept = sr.sweep_rows(rows)
     assert {r["replicate"] for r in kept} == {0}
     assert not {r["method"] for r in kept} & set(sr.FLOOR_METHODS)
+
+
+def test_no_cfg_sweep_means_no_cfg_claim():
+    rows = [r for k in range(2) for r in _replicate(k, 80, 90)]
+    assert [c["experiment"] for c in sc.claims(rows, 0.0, 10.0)] == ["star-resolution", "star-cca", "star-cca"]

@@ -41,7 +41,7 @@ def st_claim_points(r):
     return list(dict.fromkeys(out))
 
 
-# The floors of the slice's FIDs (rule star_floor): real train images and their reconstructions.
+# The floors of the slice's FIDs, made by star_floor: real train images, their reconstructions.
 ST_FLOOR_POINTS = ["data-train", "reconstruction-train"]
 
 
