@@ -89,7 +89,7 @@ def test_no_generated_points_is_an_error():
 
 def test_claims_csv_has_the_slice_columns_and_verdict(tmp_path):
     rows = _floors() + [r for k in range(3) for r in _replicate(k, 80 - k, 90)]
-    sr.write_claims(rows, tmp_path / "c.csv", tmp_path / "c.md", 3.0, 10.0)
+    sc.write_claims(rows, tmp_path / "c.csv", tmp_path / "c.md", 3.0, 10.0)
     with open(tmp_path / "c.csv", newline="") as f:
         got = list(csv.DictReader(f))
     assert list(got[0]) == ["experiment", "model", "claim", "test", "measured", "replicates", "floor", "verdict"]

@@ -14,7 +14,11 @@ reference on the composition evaluator's features at the sample count of every p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from guidance_repro.errors import ReproError
+from guidance_repro.io import atomic_path
+from guidance_repro.report import claims as claims_table
 from guidance_repro.report import verdict as vd
 from guidance_repro.report.star_report import FLOOR_METHODS, main_steps
 
@@ -135,3 +139,12 @@ def markdown(claims_rows: list[dict]) -> str:
     lines = [f"Rule: {vd.RULE}.", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(c[k]).replace("|", "/") for k in keys) + " |" for c in claims_rows]
     return "\n".join(lines) + "\n"
+
+
+def write_claims(rows: list[dict], csv_out: str | Path, md_out: str | Path, claim_cfg: float,
+                 claim_lam: float) -> None:
+    """claims.csv (the slice columns of report/claims.py) and claims.md from the table's rows."""
+    cl = claims(rows, claim_cfg, claim_lam)
+    claims_table.write_slice_csv(cl, csv_out)
+    with atomic_path(md_out, suffix=".tmp.md") as tmp:
+        Path(tmp).write_text(markdown(cl))

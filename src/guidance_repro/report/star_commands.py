@@ -35,8 +35,9 @@ def _grid(args: argparse.Namespace) -> None:
 
 
 def _claims(args: argparse.Namespace) -> None:
+    from guidance_repro.report import star_claims as sc
     from guidance_repro.report import star_report as sr
-    sr.write_claims(sr.read_table(args.table), args.csv, args.markdown, args.claim_cfg, args.claim_lam)
+    sc.write_claims(sr.read_table(args.table), args.csv, args.markdown, args.claim_cfg, args.claim_lam)
     print(f"[star-claims] -> {args.csv}, {args.markdown}")
 
 

@@ -200,13 +200,3 @@ def sample_grid(files: list[str], titles: list[str], out: str | Path, n: int = 6
         axes[i, 0].set_ylabel(t, fontsize=7)
     fig.tight_layout()
     _save(fig, out)
-
-
-def write_claims(rows: list[dict], csv_out: str | Path, md_out: str | Path, claim_cfg: float,
-                 claim_lam: float) -> None:
-    from guidance_repro.report import claims as claims_table
-    from guidance_repro.report.star_claims import claims, markdown
-    cl = claims(rows, claim_cfg, claim_lam)
-    claims_table.write_slice_csv(cl, csv_out)
-    with atomic_path(md_out, suffix=".tmp.md") as tmp:
-        Path(tmp).write_text(markdown(cl))
