@@ -14,6 +14,7 @@ wildcard_constraints:
     steps="[0-9]+",
     res="low|high",
     stcca="(-cca-b[0-9.e+-]+-l[0-9.e+-]+)?",
+    rep="(-r[1-9][0-9]*)?",
 
 
 rule star_text_encoder:
@@ -87,11 +88,11 @@ rule star_pretrain:
         codes=f"{ST_DIR}/tokens-low.npz",
         text=f"{ST_DIR}/text_encoder.pt",
     output:
-        f"{ST_DIR}/models/{{pos}}-low.pt",
+        f"{ST_DIR}/models/{{pos}}-low{{rep}}.pt",
     log:
-        f"{ST_DIR}/logs/pretrain-{{pos}}.log",
+        f"{ST_DIR}/logs/pretrain-{{pos}}{{rep}}.log",
     benchmark:
-        f"{ST_DIR}/benchmarks/pretrain-{{pos}}.tsv"
+        f"{ST_DIR}/benchmarks/pretrain-{{pos}}{{rep}}.tsv"
     params:
         p=st_pretrain_params,
     shell:
@@ -102,16 +103,16 @@ rule star_pretrain:
 
 rule star_finetune:
     input:
-        init=f"{ST_DIR}/models/{{pos}}-low.pt",
+        init=f"{ST_DIR}/models/{{pos}}-low{{rep}}.pt",
         tok=f"{ST_DIR}/tokenizer.pt",
         codes=f"{ST_DIR}/tokens-high.npz",
         text=f"{ST_DIR}/text_encoder.pt",
     output:
-        f"{ST_DIR}/models/{{pos}}-ft{{steps}}.pt",
+        f"{ST_DIR}/models/{{pos}}-ft{{steps}}{{rep}}.pt",
     log:
-        f"{ST_DIR}/logs/finetune-{{pos}}-{{steps}}.log",
+        f"{ST_DIR}/logs/finetune-{{pos}}-{{steps}}{{rep}}.log",
     benchmark:
-        f"{ST_DIR}/benchmarks/finetune-{{pos}}-{{steps}}.tsv"
+        f"{ST_DIR}/benchmarks/finetune-{{pos}}-{{steps}}{{rep}}.tsv"
     params:
         p=st_finetune_params,
     shell:
@@ -122,16 +123,16 @@ rule star_finetune:
 
 rule star_cca:
     input:
-        base=f"{ST_DIR}/models/rope-ft{{steps}}.pt",
+        base=f"{ST_DIR}/models/rope-ft{{steps}}{{rep}}.pt",
         tok=f"{ST_DIR}/tokenizer.pt",
         codes=f"{ST_DIR}/tokens-high.npz",
         text=f"{ST_DIR}/text_encoder.pt",
     output:
-        f"{ST_DIR}/models/rope-ft{{steps}}-cca-b{{beta}}-l{{lam}}.pt",
+        f"{ST_DIR}/models/rope-ft{{steps}}-cca-b{{beta}}-l{{lam}}{{rep}}.pt",
     log:
-        f"{ST_DIR}/logs/cca-{{steps}}-b{{beta}}-l{{lam}}.log",
+        f"{ST_DIR}/logs/cca-{{steps}}-b{{beta}}-l{{lam}}{{rep}}.log",
     benchmark:
-        f"{ST_DIR}/benchmarks/cca-{{steps}}-b{{beta}}-l{{lam}}.tsv"
+        f"{ST_DIR}/benchmarks/cca-{{steps}}-b{{beta}}-l{{lam}}{{rep}}.tsv"
     params:
         p=st_cca_params,
     shell:
@@ -140,28 +141,53 @@ rule star_cca:
         " --out {output} --no-progress > {log} 2>&1"
 
 
-rule star_sample:
+# One sampling job per replicate, all its points in one process (starting Python with torch and
+# the text encoder costs more than sampling a 500-image point).
+for _r in replicate_ids():
+
+    rule:
+        name:
+            f"star_sample{replicate_suffix(_r).replace('-', '_')}"
+        input:
+            models=sorted({p["model"] for p in st_sample_points(_r)}),
+            tok=f"{ST_DIR}/tokenizer.pt",
+            text=f"{ST_DIR}/text_encoder.pt",
+            data="results/data/compositions.npz",
+        output:
+            [p["out"] for p in st_sample_points(_r)],
+        log:
+            f"{ST_DIR}/logs/sample{replicate_suffix(_r)}.log",
+        benchmark:
+            f"{ST_DIR}/benchmarks/sample{replicate_suffix(_r)}.tsv"
+        params:
+            s=ST["sampling"],
+            points=as_json(st_sample_points(_r)),
+        shell:
+            "guidance-repro star-sample --points {params.points} --tokenizer {input.tok}"
+            " --text-encoder {input.text} --data {input.data} --split eval --num {params.s[num_samples]}"
+            " --top-k {params.s[top_k]} --top-p {params.s[top_p]}"
+            " --batch-size {params.s[batch_size]} --no-progress > {log} 2>&1"
+
+
+# The floors of every FID of the slice, evaluated like the points (same evaluator, reference and
+# sample count): real train images, and the tokenizer's reconstructions of the same images.
+rule star_floor:
     input:
-        model=st_sample_model,
         tok=f"{ST_DIR}/tokenizer.pt",
-        text=f"{ST_DIR}/text_encoder.pt",
         data="results/data/compositions.npz",
     output:
-        f"{ST_DIR}/samples/{{pos}}-ft{{steps}}{{stcca}}-cfg{{cfg}}.npz",
+        data=f"{ST_DIR}/samples/data-train.npz",
+        rec=f"{ST_DIR}/samples/reconstruction-train.npz",
     log:
-        f"{ST_DIR}/logs/sample-{{pos}}-ft{{steps}}{{stcca}}-cfg{{cfg}}.log",
+        f"{ST_DIR}/logs/floor.log",
     benchmark:
-        f"{ST_DIR}/benchmarks/sample-{{pos}}-ft{{steps}}{{stcca}}-cfg{{cfg}}.tsv"
+        f"{ST_DIR}/benchmarks/floor.tsv"
     params:
-        s=ST["sampling"],
-        seed=ST_EVAL["seed"],
-        extra=st_sample_extra,
+        num=ST["sampling"]["num_samples"],
     shell:
-        "guidance-repro star-sample --model {input.model} --tokenizer {input.tok}"
-        " --text-encoder {input.text} --data {input.data} --split eval --num {params.s[num_samples]}"
-        " --cfg {wildcards.cfg} --top-k {params.s[top_k]} --top-p {params.s[top_p]}"
-        " --batch-size {params.s[batch_size]} --seed {params.seed} {params.extra}"
-        " --no-progress --out {output} > {log} 2>&1"
+        "guidance-repro star-floor --tokenizer {input.tok} --data {input.data} --split train"
+        " --num {params.num} --data-out {output.data} --reconstruction-out {output.rec}"
+        " > {log} 2>&1"
 
 
 # All points in one process, as the evaluation (metrics.smk): a point takes about a second, a
@@ -257,9 +283,12 @@ rule star_claims:
         f"{ST_DIR}/logs/claims.log",
     benchmark:
         f"{ST_DIR}/benchmarks/claims.tsv"
+    params:
+        cfg=st_claim_cfg(),
+        lam=st_cca_points()[0][1],
     shell:
         "guidance-repro star-claims --table {input} --csv {output.csv}"
-        " --markdown {output.md} > {log} 2>&1"
+        " --markdown {output.md} --claim-cfg {params.cfg} --claim-lam {params.lam} > {log} 2>&1"
 
 
 rule star_check_paper:

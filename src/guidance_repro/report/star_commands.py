@@ -3,7 +3,8 @@
     guidance-repro star-table --metrics results/star/metrics/*.json --scores results/star/scores/*.json --out table.csv
     guidance-repro star-figures --table table.csv --clip-fid a.png --category b.png --rope c.png
     guidance-repro star-grid --samples s1.npz s2.npz --titles "cfg 0" "cfg 3" --out grid.png
-    guidance-repro star-claims --table table.csv --csv claims.csv --markdown claims.md
+    guidance-repro star-claims --table table.csv --csv claims.csv --markdown claims.md \
+        --claim-cfg 3 --claim-lam 10
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def _table(args: argparse.Namespace) -> None:
 
 def _figures(args: argparse.Namespace) -> None:
     from guidance_repro.report import star_report as sr
-    rows = sr.read_table(args.table)
+    rows = sr.sweep_rows(sr.read_table(args.table))
     sr.figure_clip_fid(rows, args.clip_fid)
     sr.figure_category(rows, args.category)
     sr.figure_rope(rows, args.rope)
@@ -34,8 +35,9 @@ def _grid(args: argparse.Namespace) -> None:
 
 
 def _claims(args: argparse.Namespace) -> None:
+    from guidance_repro.report import star_claims as sc
     from guidance_repro.report import star_report as sr
-    sr.write_claims(sr.read_table(args.table), args.csv, args.markdown)
+    sc.write_claims(sr.read_table(args.table), args.csv, args.markdown, args.claim_cfg, args.claim_lam)
     print(f"[star-claims] -> {args.csv}, {args.markdown}")
 
 
@@ -64,4 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
+    p.add_argument("--claim-cfg", type=float, required=True,
+                   help="the CFG scale of the CFG claim (fixed a priori: star.sampling.cfgs' largest)")
+    p.add_argument("--claim-lam", type=float, required=True,
+                   help="the CCA lambda of the CCA claims (fixed a priori: star.cca.lams' first)")
     p.set_defaults(func=_claims)

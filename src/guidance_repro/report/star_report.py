@@ -22,9 +22,11 @@ from guidance_repro.data.fashion_mnist import CAPTION_NAMES
 from guidance_repro.errors import ReproError
 from guidance_repro.io import atomic_path, read_timing
 
-COLUMNS = ["point", "pos", "steps", "method", "cfg", "beta", "lam", "fid", "precision", "recall",
+COLUMNS = ["point", "pos", "steps", "method", "cfg", "beta", "lam", "replicate", "fid", "precision", "recall",
            "clip_score", "category_fid_mean", "num_samples", "seconds_per_image"]
 CAT_COLUMNS = [f"fid_{c}" for c in CAPTION_NAMES]
+# the floor points (star-floor): real train images and their tokenizer reconstructions
+FLOOR_METHODS = ("data", "reconstruction")
 
 
 def _read(path: Path) -> dict:
@@ -45,7 +47,8 @@ def build_table(metrics: list[str], scores: list[str]) -> list[dict]:
         meta = mj.get("protocol", {}).get("sampler", {})
         row = {"point": stem, "pos": meta.get("pos", ""), "steps": int(float(meta.get("steps", 0))),
                "method": meta.get("method", ""), "cfg": float(meta.get("cfg", 0.0)),
-               "beta": meta.get("beta", ""), "lam": meta.get("lam", ""), "fid": mj.get("fid"),
+               "beta": meta.get("beta", ""), "lam": meta.get("lam", ""),
+               "replicate": int(meta.get("replicate", 0)), "fid": mj.get("fid"),
                "precision": mj.get("precision", ""), "recall": mj.get("recall", ""),
                "clip_score": sj["clip_score"], "category_fid_mean": sj["category_fid_mean"],
                "num_samples": mj["protocol"]["num_samples"], "seconds_per_image": read_timing(m).get("seconds_per_image", "")}
@@ -71,8 +74,13 @@ def read_table(path: str | Path) -> list[dict]:
     for r in rows:
         for k in COLUMNS[4:] + CAT_COLUMNS:
             r[k] = float(r[k]) if r.get(k) not in (None, "") else math.nan
-        r["steps"] = int(r["steps"])
+        r["steps"], r["replicate"] = int(r["steps"]), int(r["replicate"])
     return rows
+
+
+def sweep_rows(rows: list[dict]) -> list[dict]:
+    """Replicate 0 (the configured run) less the floors: what the figures show, single seed."""
+    return [r for r in rows if r["replicate"] == 0 and r["method"] not in FLOOR_METHODS]
 
 
 def main_steps(rows: list[dict]) -> int:
@@ -117,7 +125,7 @@ def figure_clip_fid(rows: list[dict], out: str | Path) -> None:
             ax.annotate(f"λ {r['lam']:g}", (r["clip_score"], r["fid"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
     ax.set_xlabel("CLIP score (raw cosine, judge CLIP) →")
     ax.set_ylabel("FID (composition evaluator) ↓")
-    ax.set_title(f"toy STAR (RoPE, fine-tuned {n} steps at 32 px)", fontsize=9)
+    ax.set_title(f"toy STAR (RoPE, fine-tuned {n} steps at 32 px; sweep single seed)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, out)
@@ -168,7 +176,8 @@ def figure_rope(rows: list[dict], out: str | Path) -> None:
     for ax in axes:
         ax.set_xlabel("fine-tuning steps at 32 px", fontsize=8)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"resolution step 16 → 32 px, cfg {g:g} (0 steps = the 16 px model zero-shot; main: {n})",
+    fig.suptitle(f"resolution step 16 → 32 px, cfg {g:g} (0 steps = the 16 px model zero-shot; main: {n};"
+                 " single seed: the claim's replicates are in claims.md)",
                  fontsize=9)
     fig.tight_layout()
     _save(fig, out)
@@ -191,60 +200,3 @@ def sample_grid(files: list[str], titles: list[str], out: str | Path, n: int = 6
         axes[i, 0].set_ylabel(t, fontsize=7)
     fig.tight_layout()
     _save(fig, out)
-
-
-def claims(rows: list[dict]) -> list[dict]:
-    n = main_steps(rows)
-    out = []
-    ab = {pos: [r for r in rows if r["pos"] == pos and r["steps"] == n and r["method"] in ("pretrained", "cfg")]
-          for pos in ("rope", "absolute")}
-    g = ab["absolute"][0]["cfg"] if ab["absolute"] else None
-    rope = next((r for r in ab["rope"] if r["cfg"] == g), None)
-    if rope is not None:
-        a = ab["absolute"][0]
-        out.append({"experiment": "star-resolution", "claim": "normalized 2-D RoPE beats learned absolute PE after the resolution step (16 -> 32 px, equal fine-tuning)",
-                    "test": f"FID(RoPE) < FID(absolute) after {n} steps, cfg {g:g}",
-                    "reproduced": f"FID {rope['fid']:.1f} vs {a['fid']:.1f}; CLIP {rope['clip_score']:.3f} vs {a['clip_score']:.3f}",
-                    "paper": "STAR: 256 -> 512 px by short fine-tuning thanks to normalized RoPE (no ablation number; UNVERIFIED)",
-                    "holds": rope["fid"] < a["fid"]})
-    cfg = _cfg_rows(rows, n)
-    guided = [r for r in cfg if r["cfg"] > 0]
-    if cfg and cfg[0]["cfg"] == 0 and guided:
-        best = max(guided, key=lambda r: r["clip_score"])
-        out.append({"experiment": "star-cfg", "claim": "CFG (empty prompt as unconditional, VAR ramp) improves the CLIP score",
-                    "test": "max over cfg > 0 of CLIP score > CLIP score without guidance",
-                    "reproduced": f"CLIP {cfg[0]['clip_score']:.3f} (cfg 0) -> {best['clip_score']:.3f} (cfg {best['cfg']:g}); FID {cfg[0]['fid']:.1f} -> {best['fid']:.1f}",
-                    "paper": "STAR samples with cfg 4.0; MJHQ CLIP 0.291 (UNVERIFIED)",
-                    "holds": best["clip_score"] > cfg[0]["clip_score"]})
-    cca = _cca_rows(rows)
-    if cca and guided and cfg[0]["cfg"] == 0:
-        c = max(cca, key=lambda r: r["clip_score"])
-        bf = min(guided, key=lambda r: r["fid"])
-        out.append({"experiment": "star-cca", "claim": "guidance-free CCA (captions rolled in the batch as negatives) raises the CLIP score like CFG",
-                    "test": "CLIP(CCA, cfg 0) > CLIP(no guidance)",
-                    "reproduced": f"CLIP {cfg[0]['clip_score']:.3f} -> {c['clip_score']:.3f} (λ {c['lam']:g}); best CFG CLIP {max(r['clip_score'] for r in guided):.3f}",
-                    "paper": "beyond the papers (CCA was shown for class labels only)",
-                    "holds": c["clip_score"] > cfg[0]["clip_score"]})
-        cf = min(cca, key=lambda r: r["fid"])
-        out.append({"experiment": "star-cca", "claim": "guidance-free CCA matches the best CFG FID for text conditions",
-                    "test": "min FID(CCA) <= min FID(CFG)",
-                    "reproduced": f"CCA FID {cf['fid']:.1f} (λ {cf['lam']:g}) vs CFG {bf['fid']:.1f} (cfg {bf['cfg']:g})",
-                    "paper": "beyond the papers (CCA: ImageNet class labels, guidance-free FID close to CFG)",
-                    "holds": cf["fid"] <= bf["fid"]})
-    if not out:
-        raise ReproError("STAR table: no points for any claim")
-    return out
-
-
-def write_claims(rows: list[dict], csv_out: str | Path, md_out: str | Path) -> None:
-    cl = claims(rows)
-    keys = ["experiment", "claim", "test", "reproduced", "paper", "holds"]
-    with atomic_path(csv_out, suffix=".tmp.csv") as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(cl)
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(("yes" if c[k] else "no") if k == "holds" else str(c[k]) for k in keys) + " |" for c in cl]
-    with atomic_path(md_out, suffix=".tmp.md") as tmp:
-        Path(tmp).write_text("\n".join(lines) + "\n")

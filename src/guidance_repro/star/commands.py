@@ -4,16 +4,24 @@
         --image-size 16 --patch-nums 1,2,3,4 --out tokens-low.npz
     guidance-repro star-sample --model M.pt --tokenizer T.pt --text-encoder E.pt \
         --data compositions.npz --split eval --num 1000 --cfg 2 --out s.npz --tag pos=rope
+    guidance-repro star-sample --tokenizer T.pt --text-encoder E.pt --data compositions.npz \
+        --num 500 --points '[{"model": "M.pt", "cfg": 3, "seed": 0, "out": "a.npz", "tags": {}}, ...]'
     guidance-repro star-scores --samples s.npz --judge judge_clip.pt \
         --evaluator composition.pt --data compositions.npz --split eval --out scores.json
+    guidance-repro star-floor --tokenizer T.pt --data compositions.npz --split train --num 500 \
+        --data-out data-train.npz --reconstruction-out reconstruction-train.npz
 
 ``star-sample`` draws one image per prompt (MJHQ protocol, star.md §5) for the first ``--num``
 captions of a compositions split; the samples file's ``labels`` are the prompts' categories (the
 class of the first item, star/text.py) and ``meta_json`` holds the sampler settings, the
-seconds per image and the ``--tag`` values. ``--patch-nums`` samples a model on another schedule
+seconds per image and the ``--tag`` values; ``--points`` samples many points in one process. ``--patch-nums`` samples a model on another schedule
 than it was trained on (the resolution step with no fine-tuning, star/model.py
 ``change_schedule``). ``star-scores`` writes the CLIP score (raw cosine, judge CLIP) and the
 per-category FID (composition evaluator features; reference = the split's images of the category).
+``star-floor`` writes the two floors of the slice's FIDs as samples files evaluated like any point:
+the first ``--num`` real images of a split (the evaluator's train-vs-eval FID at the sample count
+of every point) and the tokenizer's reconstructions of the same images at 32 px (no generator can
+beat the tokenizer it decodes through).
 """
 
 from __future__ import annotations
@@ -74,50 +82,109 @@ def sample_prompts(model, tokenizer, text, captions, guidance, scfg, seed: int, 
     return np.concatenate(images)
 
 
+def _point_list(args: argparse.Namespace) -> list[dict]:
+    """The points of one ``star-sample`` run: ``--points`` (JSON list) or the single-point flags."""
+    import json
+    if not args.points:
+        if not args.model or not args.out:
+            raise ReproError("star-sample: give --model and --out, or --points")
+        return [{"model": args.model, "cfg": args.cfg, "seed": args.seed, "patch_nums": args.patch_nums,
+                 "tags": parse_tags(args.tag), "out": args.out}]
+    try:
+        points = json.loads(args.points)
+    except json.JSONDecodeError as exc:
+        raise ReproError(f"--points: not JSON ({exc})") from None
+    if not isinstance(points, list) or not points:
+        raise ReproError("--points: a non-empty JSON list of {model, cfg, seed, out[, patch_nums, tags]}")
+    for i, pt in enumerate(points):
+        missing = [k for k in ("model", "cfg", "seed", "out") if k not in pt]
+        if missing:
+            raise ReproError(f"--points[{i}]: missing {', '.join(missing)}")
+    return [{"patch_nums": "", "tags": {}, **pt} for pt in points]
+
+
 def _sample(args: argparse.Namespace) -> None:
+    """One or more points in one process: the text encoder, the prompts and the tokenizer load
+    once (starting Python with torch costs 1.5-2.7 s a job, more than sampling a point)."""
+    from guidance_repro.data import compositions
+    from guidance_repro.star.text import ToyTextEncoder, first_item_class
+    _threads(args.threads)
+    points = _point_list(args)
+    text = ToyTextEncoder(args.text_encoder, "--text-encoder")
+    d = compositions.load(args.data, args.split)
+    if not 1 <= args.num <= len(d["captions"]):
+        raise ReproError(f"--num: must be in 1..{len(d['captions'])} (captions of split {args.split}), got {args.num}")
+    captions, cats = d["captions"][:args.num], first_item_class(d["item_class"])[:args.num]
+    for pt in points:
+        _sample_point(args, pt, text, captions, cats)
+
+
+def _sample_point(args: argparse.Namespace, pt: dict, text, captions, cats) -> None:
     import torch
 
-    from guidance_repro.data import compositions
     from guidance_repro.data import samples as samples_io
     from guidance_repro.guidance.cfg import Guidance
     from guidance_repro.sampling.ar import SamplerConfig
     from guidance_repro.star.model import STAR, change_schedule
     from guidance_repro.star.tasks import load_star, tokenizer_at
-    from guidance_repro.star.text import ToyTextEncoder, first_item_class
-    _threads(args.threads)
-    model = load_star(args.model)
-    if args.patch_nums:
-        state, cfg = change_schedule(model.state_dict(), model.cfg, _ints(args.patch_nums, "--patch-nums"))
+    from guidance_repro.var.msvq import load_msvq
+    model = load_star(pt["model"])
+    if pt["patch_nums"]:
+        state, cfg = change_schedule(model.state_dict(), model.cfg, _ints(str(pt["patch_nums"]), "--patch-nums"))
         model = STAR(cfg)
         model.load_state_dict(state)
         model.eval()
-    text = ToyTextEncoder(args.text_encoder, "--text-encoder")
     if text.dim != model.cfg.text_dim or text.context_length != model.cfg.text_len:
         raise ReproError(f"--text-encoder: {args.text_encoder} gives {text.dim}-d x {text.context_length} "
-                         f"text, the model expects {model.cfg.text_dim}-d x {model.cfg.text_len}")
-    from guidance_repro.var.msvq import load_msvq
+                         f"text, {pt['model']} expects {model.cfg.text_dim}-d x {model.cfg.text_len}")
     down = load_msvq(args.tokenizer).cfg.downsample
     size = model.cfg.patch_nums[-1] * down
     tok = tokenizer_at(args.tokenizer, size, model.cfg.patch_nums)
-    d = compositions.load(args.data, args.split)
-    if not 1 <= args.num <= len(d["captions"]):
-        raise ReproError(f"--num: must be in 1..{len(d['captions'])} (captions of split {args.split}), got {args.num}")
-    captions, cats = d["captions"][:args.num], first_item_class(d["item_class"])[:args.num]
-    guidance = Guidance("cfg", args.cfg) if args.cfg != 0 else Guidance("none")
+    cfg_scale, seed = float(pt["cfg"]), int(pt["seed"])
+    guidance = Guidance("cfg", cfg_scale) if cfg_scale != 0 else Guidance("none")
     scfg = SamplerConfig(temperature=1.0, top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size,
                          use_cache=True)
     t0 = time.perf_counter()
-    images = sample_prompts(model, tok, text, captions, guidance, scfg, args.seed, not args.no_progress)
+    images = sample_prompts(model, tok, text, captions, guidance, scfg, seed, not args.no_progress)
     seconds = time.perf_counter() - t0
-    meta = {"family": "star", "sampler": "next-scale", "model_file": str(args.model), "cfg": float(args.cfg),
+    meta = {"family": "star", "sampler": "next-scale", "model_file": str(pt["model"]), "cfg": cfg_scale,
             "cfg_convention": "VAR ramp t = cfg*si/(S-1); logits = (1+t)c - t u; u = empty prompt",
-            "guidance": guidance.method, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
+            "guidance": guidance.method, "top_k": args.top_k, "top_p": args.top_p, "seed": seed,
             "num": args.num, "prompts": f"{args.split} captions 0..{args.num - 1}", "resolution": size,
             "patch_nums": list(model.cfg.patch_nums), "positions": model.cfg.positions,
             "threads": torch.get_num_threads(), "seconds": seconds, "seconds_per_image": seconds / args.num,
-            "text_encoder_sha256": text.sha256, **parse_tags(args.tag)}
-    samples_io.write(args.out, images, cats, captions, meta)
-    print(f"[star-sample] {args.num} images at {size}px, cfg {args.cfg}, {seconds:.1f} s -> {args.out}")
+            "text_encoder_sha256": text.sha256, **{str(k): str(v) for k, v in pt["tags"].items()}}
+    samples_io.write(pt["out"], images, cats, captions, meta)
+    print(f"[star-sample] {args.num} images at {size}px, cfg {cfg_scale:g}, {seconds:.1f} s -> {pt['out']}")
+
+
+def _floor(args: argparse.Namespace) -> None:
+    import torch
+
+    from guidance_repro.data import compositions
+    from guidance_repro.data import samples as samples_io
+    from guidance_repro.star.text import first_item_class
+    from guidance_repro.var.msvq import load_msvq
+    _threads(args.threads)
+    d = compositions.load(args.data, args.split)
+    if not 1 <= args.num <= len(d["captions"]):
+        raise ReproError(f"--num: must be in 1..{len(d['captions'])} (images of split {args.split}), got {args.num}")
+    images, captions = d["images"][:args.num], d["captions"][:args.num]
+    cats = first_item_class(d["item_class"])[:args.num]
+    tok = load_msvq(args.tokenizer)
+    if tok.cfg.image_size != images.shape[1]:
+        raise ReproError(f"--tokenizer: {args.tokenizer} works at {tok.cfg.image_size}px, the images are "
+                         f"{images.shape[1]}px")
+    with torch.no_grad():
+        rec = np.asarray(tok.decode(tok.encode(images)))
+    common = {"family": "star", "split": args.split, "num": args.num,
+              "prompts": f"{args.split} images 0..{args.num - 1}"}
+    samples_io.write(args.data_out, images, cats, captions, {**common, "kind": "data", "method": "data"})
+    samples_io.write(args.reconstruction_out, rec, cats, captions,
+                     {**common, "kind": "reconstruction", "method": "reconstruction",
+                      "tokenizer": str(args.tokenizer), "patch_nums": list(tok.cfg.patch_nums)})
+    print(f"[star-floor] {args.num} {args.split} images and their reconstructions -> {args.data_out}, "
+          f"{args.reconstruction_out}")
 
 
 def per_category_fid(gen_feats: np.ndarray, gen_cats: np.ndarray, ref_feats: np.ndarray,
@@ -255,7 +322,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("star-sample", help="one STAR sample per caption of a compositions split")
-    p.add_argument("--model", required=True)
+    p.add_argument("--points", default="", help="JSON list of points {model, cfg, seed, out[, patch_nums, "
+                   "tags]} sampled in this one process (instead of --model/--cfg/--seed/--out/--tag)")
+    p.add_argument("--model", default="")
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--text-encoder", required=True)
     p.add_argument("--data", required=True, help="compositions .npz (the prompts)")
@@ -263,7 +332,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=int, required=True)
     p.add_argument("--patch-nums", default="", help="sample on this schedule (zero-shot resolution step)")
     add_sampler_args(p, 0.0, "VAR-ramp cfg; 0 = no guidance", temperature=False, cache=False)
+    # --points names every output itself: the shared sampler flags' --out is then not needed
+    next(a for a in p._actions if a.dest == "out").required = False
     p.set_defaults(func=_sample)
+
+    p = sub.add_parser("star-floor", help="the FID floors: real images of a split and their tokenizer reconstructions")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--data", required=True, help="compositions .npz")
+    p.add_argument("--split", default="train")
+    p.add_argument("--num", type=int, required=True, help="first NUM images (the points' sample count)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--data-out", required=True)
+    p.add_argument("--reconstruction-out", required=True)
+    p.set_defaults(func=_floor)
 
     p = sub.add_parser("star-scores", help="CLIP score + per-category FID of STAR samples files")
     p.add_argument("--samples", required=True, nargs="+")
