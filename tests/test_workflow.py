@@ -180,6 +180,7 @@ def test_sweep_fine_tunes_share_one_recorded_reference_with_dropout_off(tmp_path
     def edit(cfg):
         _set("cca_llamagen.cca.dropout", dropout)(cfg)
         _set("cca_llamagen.cca.share_reference", share)(cfg)
+        _set("cca_llamagen.cca.lams", [10, 30])(cfg)  # a sweep on S (the default has none)
     proc = _snakemake(_workdir_with(tmp_path, edit), "-n", "-p", "--forceall")
     assert proc.returncode == 0, proc.stderr
     finetunes = [line for line in proc.stdout.splitlines() if "--task llamagen-cca" in line]
