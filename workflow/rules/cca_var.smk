@@ -1,7 +1,11 @@
 # CCA on VAR-style next-scale AR (toy tier: Fashion-MNIST): multi-scale VQ tokenizer -> tokens ->
 # pretrain per depth -> CCA per depth (main beta/lambda; lambda and beta sweeps on one depth) ->
-# samples (guidance-free, CFG over its scale, CCA guidance-free) -> metrics -> table, figures,
-# claims. Paper tier: strict checks of the official VAR files, then the paper's protocol from them
+# samples (guidance-free, CFG over its scale, CCA guidance-free) -> metrics -> table, figures.
+# Claims: per depth of replicate_depths, the pretrained model and its CCA at the main beta/lambda
+# are re-trained for replicates r = 1..R-1 (files with suffix -r<r>, seeds moved by
+# replicate_train / replicate_seed; the tokenizer and tokens are shared), each sampled without
+# guidance, after CCA and with CFG at sampling.claim_cfgs; the claims decide over the replicates
+# (report/cca_claims.py). Sweeps, table and figures are replicate 0 (single seed). Paper tier: strict checks of the official VAR files, then the paper's protocol from them
 # (cca_var_paper.smk, with paper.smk's shared rules).
 
 
@@ -20,6 +24,7 @@ wildcard_constraints:
     cfg="[0-9.e+-]+",
     kind="pretrained|cca",
     cca="(-b[0-9.e+-]+-l[0-9.e+-]+)?",
+    rep="(-r[0-9]+)?",
 
 
 rule cca_var_tokenizer:
@@ -76,9 +81,9 @@ rule cca_var_pretrain:
         tok=f"{CV_DIR}/tokenizer.pt",
         codes=f"{CV_DIR}/tokens-train.npz",
     output:
-        f"{CV_DIR}/models/d{{depth}}-pretrained.pt",
+        f"{CV_DIR}/models/d{{depth}}-pretrained{{rep}}.pt",
     log:
-        f"{CV_DIR}/logs/pretrain-d{{depth}}.log",
+        f"{CV_DIR}/logs/pretrain-d{{depth}}{{rep}}.log",
     params:
         p=cv_model_params,
     shell:
@@ -89,13 +94,13 @@ rule cca_var_pretrain:
 
 rule cca_var_cca:
     input:
-        base=f"{CV_DIR}/models/d{{depth}}-pretrained.pt",
+        base=f"{CV_DIR}/models/d{{depth}}-pretrained{{rep}}.pt",
         tok=f"{CV_DIR}/tokenizer.pt",
         codes=f"{CV_DIR}/tokens-train.npz",
     output:
-        f"{CV_DIR}/models/d{{depth}}-cca-b{{beta}}-l{{lam}}.pt",
+        f"{CV_DIR}/models/d{{depth}}-cca-b{{beta}}-l{{lam}}{{rep}}.pt",
     log:
-        f"{CV_DIR}/logs/cca-d{{depth}}-b{{beta}}-l{{lam}}.log",
+        f"{CV_DIR}/logs/cca-d{{depth}}-b{{beta}}-l{{lam}}{{rep}}.log",
     params:
         p=cv_cca_params,
     shell:
@@ -109,13 +114,13 @@ rule cca_var_sample:
         model=cv_sample_model,
         tok=f"{CV_DIR}/tokenizer.pt",
     output:
-        f"{CV_DIR}/samples/d{{depth}}-{{kind}}{{cca}}-cfg{{cfg}}.npz",
+        f"{CV_DIR}/samples/d{{depth}}-{{kind}}{{cca}}-cfg{{cfg}}{{rep}}.npz",
     log:
-        f"{CV_DIR}/logs/sample-d{{depth}}-{{kind}}{{cca}}-cfg{{cfg}}.log",
+        f"{CV_DIR}/logs/sample-d{{depth}}-{{kind}}{{cca}}-cfg{{cfg}}{{rep}}.log",
     params:
         s=CV["sampling"],
         n=CV_NUM,
-        seed=CV_EVAL["seed"],
+        seed=cv_sample_seed,
         tags=cv_sample_tags,
         cache=lambda w: "" if CV["sampling"]["use_cache"] else "--no-cache",
     shell:
@@ -202,9 +207,10 @@ rule cca_var_benchmark:
 
 rule cca_var_claims:
     input:
-        table=f"{CV_DIR}/table.csv",
+        points=expand(f"{CV_DIR}/metrics/{{p}}.json", p=cv_all_claim_points()),
         bench=f"{CV_DIR}/benchmark_var_sampling.json",
         rec=f"{CV_DIR}/metrics/reconstruction-test.json",
+        quality="results/evaluators/classifier_quality.json",
     output:
         json=f"{CV_DIR}/claims.json",
         md=f"{CV_DIR}/claims.md",
@@ -212,9 +218,9 @@ rule cca_var_claims:
     log:
         f"{CV_DIR}/logs/claims.log",
     shell:
-        "guidance-repro cca-claims --table {input.table} --benchmark {input.bench}"
-        " --reconstruction {input.rec} --out {output.json} --markdown {output.md}"
-        " --csv {output.csv} > {log} 2>&1"
+        "guidance-repro cca-claims --points {input.points} --benchmark {input.bench}"
+        " --reconstruction {input.rec} --evaluator-quality {input.quality} --out {output.json}"
+        " --markdown {output.md} --csv {output.csv} > {log} 2>&1"
 
 
 rule cca_var_check_official:

@@ -1,4 +1,6 @@
-# Helpers of workflow/rules/cca_var.smk (CCA on VAR): paths, sweep points, parameters.
+# Helpers of workflow/rules/cca_var.smk (CCA on VAR): paths, sweep points, claim points of the
+# replicates, parameters.
+from guidance_repro import replicates
 
 CV = config["cca_var"]
 CV_DIR = "results/cca_var"
@@ -24,10 +26,62 @@ def cv_sweep_model():
     return f"d{CV['cca']['sweep_depth'] or max(CV['depths'])}"
 
 
+def cv_main():
+    """The main (beta, lambda) of CCA: the first of each list, fixed a priori for the claims."""
+    c = CV["cca"]
+    return cv_num(c["betas"][0]), cv_num(c["lams"][0])
+
+
+def cv_replicate_depths():
+    """Depths whose claim models are re-trained for replicates 1..R-1 (null: every depth)."""
+    chosen = CV["replicate_depths"]
+    if chosen is None:
+        return list(CV["depths"])
+    stray = [d for d in chosen if d not in CV["depths"]]
+    if stray:
+        raise WorkflowError(
+            f"config key cca_var.replicate_depths: depth {stray[0]} is not in cca_var.depths"
+        )
+    return list(chosen)
+
+
+def cv_claim_points(r):
+    """Stems of replicate r's claim points (report/cca_claims.py), chosen a priori: per depth that
+    has replicate r, no guidance, CCA at the main beta/lambda, CFG at each of sampling.claim_cfgs
+    (the claim takes the replicate's best)."""
+    b0, l0 = cv_main()
+    depths = CV["depths"] if r == 0 else cv_replicate_depths()
+    cfgs = CV["sampling"]["claim_cfgs"]
+    sfx = replicate_suffix(r)
+    return [
+        p + sfx
+        for d in depths
+        for p in (
+            f"d{d}-pretrained-cfg0",
+            f"d{d}-cca-b{b0}-l{l0}-cfg0",
+            *(f"d{d}-pretrained-cfg{cv_num(g)}" for g in cfgs),
+        )
+    ]
+
+
+def cv_all_claim_points():
+    return [p for r in replicate_ids() for p in cv_claim_points(r)]
+
+
+def cv_replicate_points():
+    """The claim points of replicates r >= 1 (replicate 0's are points of the table)."""
+    return [p for r in replicate_ids()[1:] for p in cv_claim_points(r)]
+
+
+def cv_rep(wildcards):
+    """The replicate of a file from its suffix wildcard ('' -> 0, '-r<r>' -> r)."""
+    return replicates.parse_suffix(wildcards.rep)
+
+
 def cv_cca_points():
     """(model, beta, lam) of every CCA fine-tune: the main point per depth, the sweeps on one."""
     c = CV["cca"]
-    b0, l0 = cv_num(c["betas"][0]), cv_num(c["lams"][0])
+    b0, l0 = cv_main()
     pts = {(m, b0, l0) for m in cv_models()}
     pts |= {(cv_sweep_model(), b0, cv_num(l)) for l in c["lams"]}
     pts |= {(cv_sweep_model(), cv_num(b), l0) for b in c["betas"]}
@@ -40,20 +94,26 @@ def cv_points():
     out = [f"{m}-pretrained-cfg0" for m in cv_models()]
     out += [f"{m}-pretrained-cfg{cv_num(g)}" for m in cv_models() for g in s["cfgs"]]
     out += [f"{m}-cca-b{b}-l{l}-cfg0" for m, b, l in cv_cca_points()]
-    b0, l0 = cv_num(CV["cca"]["betas"][0]), cv_num(CV["cca"]["lams"][0])
+    b0, l0 = cv_main()
     out += [
         f"{m}-cca-b{b0}-l{l0}-cfg{cv_num(g)}"
         for m in cv_models()
         for g in s["cca_cfg_scales"]
     ]
-    return out
+    out += cv_claim_points(0)
+    return sorted(set(out))
+
+
+def cv_train(section, r=0):
+    """A trainer's `train` section for replicate r (seed moved; r = 0: as configured)."""
+    return replicate_train(section["train"], r)
 
 
 def cv_model_params(wildcards):
     return as_json(
         {
             "model": {**CV["model"], "depth": int(wildcards.depth)},
-            "train": {k: v for k, v in CV["pretrain"]["train"].items() if k != "nproc"},
+            "train": cv_train(CV["pretrain"], cv_rep(wildcards)),
         }
     )
 
@@ -68,15 +128,20 @@ def cv_cca_params(wildcards):
             "uncond_ratio": c["uncond_ratio"],
             "method": c["method"],
             "drop_path": c["drop_path"],
-            "train": {k: v for k, v in c["train"].items() if k != "nproc"},
+            "train": cv_train(c, cv_rep(wildcards)),
         }
     )
 
 
 def cv_sample_model(wildcards):
-    if wildcards.kind == "pretrained":
-        return f"{CV_DIR}/models/d{wildcards.depth}-pretrained.pt"
-    return f"{CV_DIR}/models/d{wildcards.depth}-cca{wildcards.cca}.pt"
+    w = wildcards
+    if w.kind == "pretrained":
+        return f"{CV_DIR}/models/d{w.depth}-pretrained{w.rep}.pt"
+    return f"{CV_DIR}/models/d{w.depth}-cca{w.cca}{w.rep}.pt"
+
+
+def cv_sample_seed(wildcards):
+    return replicate_seed(CV_EVAL["seed"], cv_rep(wildcards))
 
 
 def cv_sample_tags(wildcards):
@@ -87,7 +152,14 @@ def cv_sample_tags(wildcards):
         method = "cca_cfg" if g else "cca"
         b, l = wildcards.cca.lstrip("-").split("-")
         tags = f" --tag beta={b[1:]} --tag lam={l[1:]}"
-    return f"--tag model=d{wildcards.depth} --tag method={method}{tags}"
+    # the replicate and the seed its model was trained with (recorded in the claims JSON)
+    r = cv_rep(wildcards)
+    section = CV["pretrain"] if wildcards.kind == "pretrained" else CV["cca"]
+    seed = cv_train(section, r)["seed"]
+    return (
+        f"--tag model=d{wildcards.depth} --tag method={method}{tags}"
+        f" --tag replicate={r} --tag train_seed={seed}"
+    )
 
 
 def cv_official_files(wildcards):
@@ -115,7 +187,7 @@ def cv_official_files(wildcards):
 
 def cv_grid_points():
     """Sample grid: the sweep model without guidance, with the largest CFG, and after CCA."""
-    m, s, c = cv_sweep_model(), CV["sampling"], CV["cca"]
-    b0, l0 = cv_num(c["betas"][0]), cv_num(c["lams"][0])
+    m, s = cv_sweep_model(), CV["sampling"]
+    b0, l0 = cv_main()
     cfg = [f"{m}-pretrained-cfg{cv_num(s['cfgs'][-1])}"] if s["cfgs"] else []
     return [f"{m}-pretrained-cfg0", *cfg, f"{m}-cca-b{b0}-l{l0}-cfg0"]

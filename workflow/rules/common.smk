@@ -175,7 +175,7 @@ def evaluated_points():
     """experiment -> the stems of its samples files that get a metrics file."""
     points = {
         "cca_llamagen": [*cl_points(), *cl_replicate_points(), "reconstruction-test"],
-        "cca_var": [*cv_points(), "reconstruction-test"],
+        "cca_var": [*cv_points(), *cv_replicate_points(), "reconstruction-test"],
         "star": st_points(),
     }
     # a config may leave the autoguidance section out (paper-tier STAR)
