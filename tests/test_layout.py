@@ -21,7 +21,8 @@ PACKAGE = "guidance_repro"
 FAMILIES = {"llamagen", "var", "star", "edm", "toy2d"}
 FAMILY_BASES = {"star": {"var"}}  # star's networks are built on VAR's blocks
 SHARED = {"nn", "guidance", "sampling", "train", "metrics", "data", "report",
-          "io", "errors", "allocator", "config_schema", "replicates"}
+          "io", "errors", "allocator", "config_schema", "replicates", "shard_chunks",
+          "official_clone"}
 # The entry points above both: the CLI and the task table name the families' modules, and so do
 # the golden values (fixed computations through every family's tasks and samplers).
 TOP = {"", "__main__", "cli", "tasks", "golden"}

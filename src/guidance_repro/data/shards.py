@@ -7,6 +7,8 @@ never leaves a chunk that looks whole), so a rerun skips the finished chunks and
 one it was writing. When every chunk is there the shard writes ``done.json`` (its range, chunk
 list and the dataset listing's fingerprint); :func:`merge` refuses shards that are not done or that
 saw a different listing, checks that the shards cover ``[0, n)`` exactly, and concatenates.
+The chunk/shard bookkeeping is shard_chunks.py's (shared with sampling/shards.py); this module
+keeps what is the dataset job's: the chunk naming, the done record and the concatenating merge.
 
 A chunk holds ``index`` (int64, the dataset indices it encoded), the arrays the job produced for
 them (same first dimension) and ``skipped_index`` / ``skipped_path`` / ``skipped_reason`` for the
@@ -16,15 +18,14 @@ items it was allowed to skip (unreadable inputs); nothing else.
 from __future__ import annotations
 
 import hashlib
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import read_json, save_npz, write_json
+from guidance_repro.io import read_json, write_json
+from guidance_repro.shard_chunks import check_coverage, chunk_bounds, fill_chunks, read_chunk, split_range
 
 DONE = "done.json"
 
@@ -32,7 +33,7 @@ DONE = "done.json"
 def shard_range(n: int, shard: int, num_shards: int) -> tuple[int, int]:
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ReproError(f"--shard: {shard} is not in [0, --num-shards={num_shards})")
-    return shard * n // num_shards, (shard + 1) * n // num_shards
+    return split_range(n, shard, num_shards)
 
 
 def shard_dir(root: str | Path, shard: int, num_shards: int) -> Path:
@@ -47,26 +48,8 @@ def listing_fingerprint(names: Iterable[str], labels: Iterable[int]) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
-class Chunk:
-    start: int
-    stop: int
-    path: Path
-
-
-def plan_chunks(directory: Path, lo: int, hi: int, chunk_size: int) -> list[Chunk]:
-    if chunk_size < 1:
-        raise ReproError(f"--chunk-size: must be >= 1, got {chunk_size}")
-    return [Chunk(s, min(s + chunk_size, hi), directory / f"chunk-{s:010d}.npz")
-            for s in range(lo, hi, chunk_size)]
-
-
-def read_chunk(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ReproError(f"{path}: unreadable chunk ({exc}); delete it to recompute") from None
+def chunk_path(directory: Path, start: int) -> Path:
+    return Path(directory) / f"chunk-{start:010d}.npz"
 
 
 def run_shard(directory: str | Path, lo: int, hi: int, chunk_size: int,
@@ -85,23 +68,17 @@ def run_shard(directory: str | Path, lo: int, hi: int, chunk_size: int,
                              f"remove {directory} to redo it")
         log(f"{directory.name}: already done")
         return record
-    # A SIGKILL skips atomic_path's clean-up and leaves its ".chunk-*" temporary behind; one job
-    # owns a shard directory, so whatever temporaries are there are dead.
-    for stale in directory.glob(".chunk-*"):
-        stale.unlink()
-    chunks = plan_chunks(directory, lo, hi, chunk_size)
-    for i, chunk in enumerate(chunks):
-        if chunk.path.is_file():
-            log(f"{directory.name}: chunk {i + 1}/{len(chunks)} on disk, skipped")
-            continue
-        arrays = encode(chunk.start, chunk.stop)
+
+    def encode_checked(start: int, stop: int) -> dict[str, np.ndarray]:
+        arrays = encode(start, stop)
         kept = len(arrays["index"]) + len(arrays.get("skipped_index", ()))
-        if kept != chunk.stop - chunk.start:
-            raise ReproError(f"{chunk.path}: encoder returned {kept} items for [{chunk.start}, {chunk.stop})")
-        save_npz(chunk.path, **arrays)
-        log(f"{directory.name}: chunk {i + 1}/{len(chunks)} [{chunk.start}, {chunk.stop}) written")
-    record = {**meta, "lo": lo, "hi": hi, "chunk_size": chunk_size,
-              "chunks": [c.path.name for c in chunks]}
+        if kept != stop - start:
+            raise ReproError(f"{chunk_path(directory, start)}: encoder returned {kept} items for [{start}, {stop})")
+        return arrays
+
+    chunks = [(a, b, chunk_path(directory, a)) for a, b in chunk_bounds(lo, hi, chunk_size)]
+    fill_chunks(chunks, encode_checked, log=log, name=directory.name)
+    record = {**meta, "lo": lo, "hi": hi, "chunk_size": chunk_size, "chunks": [p.name for _, _, p in chunks]}
     write_json(done, record)
     return record
 
@@ -122,14 +99,7 @@ def merge(shard_dirs: list[str | Path], n: int | None = None) -> tuple[dict[str,
     fingerprints = {r.get("fingerprint") for r in records}
     if len(fingerprints) != 1:
         raise ReproError(f"--shards: shards were made from different dataset listings ({records[0]['dir']})")
-    n = records[0].get("n") if n is None else n
-    cursor = 0
-    for r in records:
-        if r["lo"] != cursor:
-            raise ReproError(f"{r['dir']}: starts at {r['lo']}, expected {cursor} (a shard is missing or overlaps)")
-        cursor = r["hi"]
-    if cursor != n:
-        raise ReproError(f"--shards: the shards cover [0, {cursor}), the dataset has {n} items")
+    check_coverage([(r["lo"], r["hi"], r["dir"]) for r in records], records[0].get("n") if n is None else n)
     parts: dict[str, list[np.ndarray]] = {}
     for r in records:
         for name in r["chunks"]:

@@ -16,6 +16,8 @@ Files: a shard's chunks ``<work>/chunk_<first index>.npz`` (``images``, ``labels
 ``settings_json``); when all are there, the shard manifest (JSON, the job's declared output,
 written last) lists them. :func:`merge` checks that the shards form one plan with one set of
 settings and streams them, in index order, into one ADM-format batch (data/adm_batch.py).
+The chunk/shard bookkeeping is shard_chunks.py's (shared with data/shards.py); this module keeps
+what is the sampling job's: the plan and its seeds, the chunk contents and checks, the manifests.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import Callable
 import numpy as np
 
 from guidance_repro.errors import ReproError
-from guidance_repro.io import read_json, save_npz, write_json
+from guidance_repro.io import read_json, write_json
+from guidance_repro.shard_chunks import check_coverage, chunk_bounds, fill_chunks, read_chunk, split_range
 
 SEED_RULE = ("image i draws its token uniforms from torch.Generator().manual_seed(image_seed(seed, i)), "
              "image_seed = numpy SeedSequence([seed, i]).generate_state(1, uint64)[0] >> 1; labels = "
@@ -64,16 +67,14 @@ class ShardPlan:
 
     def shard_range(self, k: int | None = None) -> tuple[int, int]:
         """[start, stop) of shard ``k`` (this shard by default): near-equal contiguous ranges."""
-        k = self.shard if k is None else k
-        return (self.num * k) // self.num_shards, (self.num * (k + 1)) // self.num_shards
+        return split_range(self.num, self.shard if k is None else k, self.num_shards)
 
     def labels(self) -> np.ndarray:
         from guidance_repro.sampling.ar import class_balanced_labels
         return class_balanced_labels(self.num, self.num_classes, self.seed)
 
     def chunks(self) -> list[tuple[int, int]]:
-        start, stop = self.shard_range()
-        return [(a, min(a + self.chunk_size, stop)) for a in range(start, stop, self.chunk_size)]
+        return chunk_bounds(*self.shard_range(), self.chunk_size)
 
     def point(self) -> dict:
         """The fields every shard of one point shares (the merge checks them)."""
@@ -93,11 +94,7 @@ def chunk_path(work: Path, start: int) -> Path:
 
 
 def _read_chunk(path: Path, start: int, stop: int, labels: np.ndarray, settings_hash: str) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            chunk = {k: z[k] for k in ("images", "labels", "indices", "settings_json")}
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise ReproError(f"{path}: unreadable chunk ({type(exc).__name__}); delete it to redraw it") from None
+    chunk = read_chunk(path, ("images", "labels", "indices", "settings_json"), redo="redraw it")
     if fingerprint(json.loads(str(chunk["settings_json"]))) != settings_hash:
         raise ReproError(f"{path}: drawn with other sampler settings than this shard's; use another "
                          "work folder or delete the old chunks")
@@ -120,24 +117,23 @@ def run_shard(plan: ShardPlan, work: str | Path, draw: Callable[[np.ndarray, np.
     work = Path(work)
     labels, settings_hash = plan.labels(), fingerprint(settings)
     settings_json = np.array(json.dumps(settings, sort_keys=True))
-    chunks, drawn, shape = plan.chunks(), 0, None
-    for start, stop in chunks:
-        path = chunk_path(work, start)
-        if path.is_file():
-            shape = _read_chunk(path, start, stop, labels, settings_hash)["images"].shape[1:]
-            continue
-        if max_new_chunks is not None and drawn >= max_new_chunks:
-            done = sum(chunk_path(work, a).is_file() for a, _ in chunks)
-            progress(f"[shard {plan.shard}] stopped after {drawn} new chunk(s): {done} of {len(chunks)} done")
-            return None
+    chunks, shape = plan.chunks(), []
+
+    def check(start: int, stop: int, path: Path) -> None:
+        shape[:] = _read_chunk(path, start, stop, labels, settings_hash)["images"].shape[1:]
+
+    def make(start: int, stop: int) -> dict[str, np.ndarray]:
         idx = np.arange(start, stop)
         images = np.asarray(draw(idx, labels[start:stop]))
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(idx) or images.shape[-1] != 3:
             raise ReproError(f"sampler: {images.dtype} {images.shape} for {len(idx)} images, "
                              "expected uint8 (n, H, W, 3)")
-        save_npz(path, images=images, labels=labels[start:stop], indices=idx, settings_json=settings_json)
-        shape, drawn = images.shape[1:], drawn + 1
-        progress(f"[shard {plan.shard}] chunk {start}..{stop - 1} -> {path}")
+        shape[:] = images.shape[1:]
+        return {"images": images, "labels": labels[start:stop], "indices": idx, "settings_json": settings_json}
+
+    if not fill_chunks([(a, b, chunk_path(work, a)) for a, b in chunks], make, check, max_new_chunks,
+                       progress, name=f"[shard {plan.shard}]"):
+        return None
     start, stop = plan.shard_range()
     manifest = {
         "kind": "sample-shard", "plan": asdict(plan), "point": plan.point(), "range": [start, stop],
@@ -183,7 +179,9 @@ def check_shards(manifests: list[dict]) -> list[dict]:
     missing = sorted(set(range(n)) - set(by_index))
     if missing:
         raise ReproError(f"--shards: shard(s) {missing} of {n} missing")
-    return [by_index[k] for k in range(n)]
+    ordered = [by_index[k] for k in range(n)]
+    check_coverage([(*m["range"], str(m["_path"])) for m in ordered], first["point"]["num"])
+    return ordered
 
 
 def merge(shard_paths: list, out: str | Path, manifest_out: str | Path) -> dict:
