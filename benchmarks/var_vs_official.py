@@ -59,6 +59,8 @@ def import_official(root: str | Path):
     try:
         var_mod, vae_mod = importlib.import_module("models.var"), importlib.import_module("models.vqvae")
     except Exception as exc:  # an old or broken clone, or a missing dependency of the official code
+        for name in [n for n in sys.modules if n in ("models", "dist") or n.startswith("models.")]:
+            del sys.modules[name]  # a later --official-root must not find this clone's half-import
         raise ReproError(f"--official-root: importing models.var from {root} failed: {exc!r}") from None
     finally:
         sys.path.remove(str(root))
