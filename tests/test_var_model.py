@@ -146,3 +146,22 @@ def test_sample_images_is_seeded_and_class_balanced(tok):
     b = ns.sample_images(model, tok, labels, Guidance("cfg", 1.0), cfg, seed=4, progress=False)
     assert a["images"].shape == (10, 28, 28, 1) and a["images"].dtype == np.uint8
     assert np.array_equal(a["tokens"], b["tokens"])
+
+
+def test_sampling_pass_computes_the_modulations_once_and_never_reuses_another_pass(tok):
+    torch.manual_seed(2)
+    model = VAR(VARConfig.from_dict(VARC)).eval()
+    calls = []
+    for b in model.blocks:
+        b.ada_lin.register_forward_hook(lambda *_: calls.append(1))
+    cfg = ns.SamplerConfig(top_k=10, use_cache=True)
+    a, b = torch.tensor([0, 1]), torch.tensor([3, 4])
+
+    def tokens(labels):
+        return ns.sample_batch(model, tok, labels, Guidance("cfg", 2.0), cfg, torch.Generator().manual_seed(3))[0]
+
+    first_b = tokens(b)
+    assert len(calls) == model.cfg.depth  # one per block for the pass, not one per block and scale
+    tokens(a)
+    assert torch.equal(tokens(b), first_b)  # a pass after another labels' pass: its own modulations
+    assert model._pass_modulations is None

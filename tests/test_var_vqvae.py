@@ -142,8 +142,23 @@ def test_blocks_follow_their_definitions():
     h = torch.randn(1, 8, 6, 6)
     padded = torch.cat([torch.cat([h, torch.zeros(1, 8, 6, 1)], 3), torch.zeros(1, 8, 1, 7)], 2)
     torch.testing.assert_close(down(h), F.conv2d(padded, down.conv.weight, down.conv.bias, stride=2))
-    torch.testing.assert_close(up(h), F.conv2d(h.repeat_interleave(2, 2).repeat_interleave(2, 3),
-                                               up.conv.weight, up.conv.bias, padding=1))
+    manual_up = F.conv2d(h.repeat_interleave(2, 2).repeat_interleave(2, 3), up.conv.weight, up.conv.bias, padding=1)
+    torch.testing.assert_close(up(h), manual_up)
+    h_cl = h.contiguous(memory_format=torch.channels_last)  # the layout decode_fhat runs in
+    out = up(h_cl)
+    torch.testing.assert_close(out, manual_up)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_decode_equals_the_standard_layout():
+    torch.manual_seed(1)
+    vae = _tiny()
+    f_hat = torch.randn(2, vae.cfg.code_dim, vae.cfg.grid, vae.cfg.grid)
+    with torch.no_grad():
+        plain = vae.decoder(vae.post_quant_conv(f_hat)).clamp(-1, 1)
+        img = vae.decode_fhat(f_hat)
+    assert img.is_contiguous()
+    torch.testing.assert_close(img, plain, atol=1e-5, rtol=1e-5)
 
 
 def _var_fhat(vae: VQVAE, idx_list) -> torch.Tensor:

@@ -193,14 +193,17 @@ class AdaLNSelfAttn(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def modulation(self, cond):
-        if hasattr(self, "ada_gss"):
-            return self.ada_gss + cond
-        return self.ada_lin(cond).view(-1, 1, 6, self.ln.normalized_shape[0])
+        """(γ1, γ2, 1 + scale1, 1 + scale2, shift1, shift2), each (B, 1, C)."""
+        m = self.ada_gss + cond if hasattr(self, "ada_gss") else \
+            self.ada_lin(cond).view(-1, 1, 6, self.ln.normalized_shape[0])
+        g1, g2, s1, s2, b1, b2 = m.unbind(2)
+        return g1, g2, 1 + s1, 1 + s2, b1, b2
 
-    def forward(self, x, cond, mask):
-        g1, g2, s1, s2, b1, b2 = self.modulation(cond).unbind(2)
-        x = x + self.drop_path(self.attn(self.ln(x) * (1 + s1) + b1, mask) * g1)
-        return x + self.drop_path(self.ffn(self.ln(x) * (1 + s2) + b2) * g2)
+    def forward(self, x, mod, mask):
+        """``mod``: this block's :meth:`modulation` of the conditioning."""
+        g1, g2, s1, s2, b1, b2 = mod
+        x = x + self.drop_path(self.attn(self.ln(x).mul_(s1).add_(b1), mask) * g1)
+        return x + self.drop_path(self.ffn(self.ln(x).mul_(s2).add_(b2)) * g2)
 
 
 class AdaLNBeforeHead(nn.Module):
@@ -209,9 +212,14 @@ class AdaLNBeforeHead(nn.Module):
         self.ln = nn.LayerNorm(C, eps=1e-6, elementwise_affine=False)
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(C, 2 * C))
 
-    def forward(self, x, cond):
-        scale, shift = self.ada_lin(cond).view(-1, 1, 2, x.shape[-1]).unbind(2)
-        return self.ln(x) * (1 + scale) + shift
+    def modulation(self, cond):
+        """(1 + scale, shift), each (B, 1, C)."""
+        scale, shift = self.ada_lin(cond).view(-1, 1, 2, self.ln.normalized_shape[0]).unbind(2)
+        return 1 + scale, shift
+
+    def forward(self, x, mod):
+        scale, shift = mod
+        return self.ln(x).mul_(scale).add_(shift)
 
 
 class VAR(nn.Module):
@@ -233,6 +241,7 @@ class VAR(nn.Module):
         self.blocks = nn.ModuleList(AdaLNSelfAttn(cfg, p) for p in dpr)
         self.head_nm = AdaLNBeforeHead(C)
         self.head = nn.Linear(C, cfg.vocab_size)
+        self._pass_modulations = None  # (blocks, head) of the sampling pass under way (run)
         self._init()
 
     def _init(self):
@@ -266,11 +275,25 @@ class VAR(nn.Module):
         end = start + h.shape[1]
         return h + self.lvl_embed(self.lvl_1L[:, start:end]) + self.pos_1LC[:, start:end]
 
-    def run(self, h, cond, mask):
+    def modulations(self, cond: torch.Tensor) -> tuple[list, tuple]:
+        """Every block's AdaLN modulation and the head's, for class embeddings ``cond`` (B, C)."""
         block_cond = self.shared_ada_lin(cond).view(-1, 1, 6, self.cfg.width) if self.cfg.shared_aln else cond
-        for b in self.blocks:
-            h = b(h, block_cond, mask)
-        return self.head(self.head_nm(h, cond)).float()
+        return [b.modulation(block_cond) for b in self.blocks], self.head_nm.modulation(cond)
+
+    def run(self, h, cond, mask):
+        """Blocks + head for h (B, n, C). While the KV cache is on (one sampling pass, one batch of
+        conditions: the cached keys belong to it) the modulations are computed at the first scale
+        and reused: they depend on the class only, and each block's Linear(C -> 6C) is a third of
+        its weights, streamed again at every scale otherwise (VAR recomputes it)."""
+        mods = self._pass_modulations
+        if mods is None:
+            mods = self.modulations(cond)
+            if self.blocks[0].attn.kv is not None:
+                self._pass_modulations = mods
+        blocks, head = mods
+        for b, mod in zip(self.blocks, blocks):
+            h = b(h, mod, mask)
+        return self.head(self.head_nm(h, head)).float()
 
     def forward(self, labels: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: labels (B,), inputs (B, L' − 1, code_dim) -> logits (B, L', V)."""
@@ -280,6 +303,8 @@ class VAR(nn.Module):
         return self.run(h, cond, self.attn_bias_for_masking[:, :, :L, :L])
 
     def set_cache(self, on: bool) -> None:
+        """KV cache on (a sampling pass begins) or off; either way the pass's modulations go."""
+        self._pass_modulations = None
         for b in self.blocks:
             b.attn.kv = (None, None) if on else None
 

@@ -186,7 +186,7 @@ class Decoder(nn.Module):
             h = _run_level(level, h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True))
 
 
 class VQVAE(nn.Module):
@@ -221,8 +221,13 @@ class VQVAE(nn.Module):
         return self.quantize.fhat_from_idx(idx_list)
 
     def decode_fhat(self, f_hat: torch.Tensor) -> torch.Tensor:
-        """f̂ (B, Cvae, G, G) -> image (B, 3, 16G, 16G) clamped to [-1, 1] (VAR's ``fhat_to_img``)."""
-        return self.decoder(self.post_quant_conv(f_hat)).clamp(-1, 1)
+        """f̂ (B, Cvae, G, G) -> image (B, 3, 16G, 16G) clamped to [-1, 1] (VAR's ``fhat_to_img``).
+
+        The decoder runs channels-last: oneDNN's convolutions then read and write the maps as they
+        are instead of reordering every 42 MB map to and from its blocked layout (CPU, one thread,
+        batch 4: benchmarks/var_vs_official.py); the image comes back in the standard layout."""
+        h = self.post_quant_conv(f_hat).contiguous(memory_format=torch.channels_last)
+        return self.decoder(h).clamp_(-1, 1).contiguous()
 
     @torch.no_grad()
     def decode_indices(self, idx_list: list[torch.Tensor]) -> torch.Tensor:
