@@ -170,3 +170,31 @@ def test_compiled_sampling_gives_the_eager_tokens(model):
     assert torch.allclose(le, lc, atol=1e-4)
     assert "cpu" in model.__dict__["_compiled"]  # the compiled step did run
     model.clear_cache()
+
+
+def _draw_full(logits, cfg, u):
+    """draw() without its top-k shortcut: mask all V logits, then the inverse CDF."""
+    masked = ar.top_p_mask(ar.top_k_mask(logits / cfg.temperature, cfg.top_k), cfg.top_p)
+    return ar._inverse_cdf(masked, u)
+
+
+@pytest.mark.parametrize("top_k,top_p", [(900, 0.96), (7, 1.0), (50, 0.5)])
+def test_top_k_shortcut_picks_the_tokens_of_the_full_masks(top_k, top_p):
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(512, 4096, generator=g) * 3.0
+    u = torch.rand(512, generator=g)
+    cfg = ar.SamplerConfig(top_k=top_k, top_p=top_p, temperature=0.9)
+    fast = ar._draw_top_k(logits / cfg.temperature, top_k, top_p, u)
+    assert fast is not None
+    full = _draw_full(logits, cfg, u)
+    # float rounding of a softmax over k vs V values can move a u that sits on a CDF step
+    assert (fast == full).float().mean() > 0.995
+    assert torch.equal(ar.draw(logits, cfg, u), fast)
+
+
+def test_top_k_shortcut_leaves_ties_at_the_cut_to_the_full_path():
+    logits = torch.tensor([[3.0, 1.0, 2.0, 2.0, 0.0]])  # k = 2 cuts between two equal values
+    assert ar._draw_top_k(logits, 2, 1.0, torch.tensor([0.99])) is None
+    cfg = ar.SamplerConfig(top_k=2)
+    u = torch.tensor([0.999])
+    assert torch.equal(ar.draw(logits, cfg, u), _draw_full(logits, cfg, u))

@@ -29,6 +29,7 @@ from torch import nn
 
 from guidance_repro.errors import ReproError
 from guidance_repro.nn.config import build_config
+from guidance_repro.nn.fast_linear import linear
 from guidance_repro.nn.rope2d import apply_rope
 
 
@@ -151,7 +152,7 @@ class SelfAttention(nn.Module):
         RoPE, nn/rope2d.py) applied to q and k; VAR itself passes none."""
         B, L, C = x.shape
         bias = torch.cat([self.q_bias, self.zero_k_bias, self.v_bias])
-        q, k, v = F.linear(x, self.mat_qkv.weight, bias).view(B, L, 3, self.H, self.hd).permute(2, 0, 3, 1, 4)
+        q, k, v = linear(x, self.mat_qkv.weight, bias).view(B, L, 3, self.H, self.hd).permute(2, 0, 3, 1, 4)
         if self.l2:
             q = F.normalize(q, dim=-1) * self.q_scale()
             k, scale = F.normalize(k, dim=-1), 1.0
@@ -164,7 +165,7 @@ class SelfAttention(nn.Module):
                 k, v = torch.cat([self.kv[0], k], 2), torch.cat([self.kv[1], v], 2)
             self.kv = (k, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-        return self.proj(y.transpose(1, 2).reshape(B, L, C))
+        return linear(y.transpose(1, 2).reshape(B, L, C), self.proj.weight, self.proj.bias)
 
 
 class FFN(nn.Module):
@@ -174,7 +175,9 @@ class FFN(nn.Module):
         self.fc1, self.fc2 = nn.Linear(cfg.width, h), nn.Linear(h, cfg.width)
 
     def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        # nn/fast_linear.py: inside a sampling pass on the CPU, oneDNN applies the GELU in fc1's kernel
+        h = linear(x, self.fc1.weight, self.fc1.bias, gelu_tanh=True)
+        return linear(h, self.fc2.weight, self.fc2.bias)
 
 
 class AdaLNSelfAttn(nn.Module):
@@ -293,7 +296,7 @@ class VAR(nn.Module):
         blocks, head = mods
         for b, mod in zip(self.blocks, blocks):
             h = b(h, mod, mask)
-        return self.head(self.head_nm(h, head)).float()
+        return linear(self.head_nm(h, head), self.head.weight, self.head.bias).float()
 
     def forward(self, labels: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: labels (B,), inputs (B, L' − 1, code_dim) -> logits (B, L', V)."""
