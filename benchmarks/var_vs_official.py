@@ -40,7 +40,7 @@ from guidance_repro.errors import ReproError
 from guidance_repro.guidance.cfg import Guidance
 from guidance_repro.io import write_json
 from guidance_repro.sampling import next_scale as ns
-from guidance_repro.sampling.bench_script import CLOCKS, add_timing_args, interleaved_times
+from guidance_repro.sampling.bench_script import CLOCKS, add_timing_args, cpu_model, interleaved_times
 from guidance_repro.var.model import SIZES
 from guidance_repro.var.official import var_from_state, vqvae_from_state
 
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
         "goal_met": all(r["official_over_ours_time"] >= args.goal for r in rows.values()),
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                    "load_average_1min": os.getloadavg()[0]},
+                    "load_average_1min": os.getloadavg()[0], **cpu_model()},
     }
     write_json(Path(args.out), result)
     return 0

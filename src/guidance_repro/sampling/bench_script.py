@@ -81,3 +81,21 @@ def interleaved_times(runs: dict[str, Callable[[int], object]], repeats: int,
             fn(r)
             times[name].append(clock() - t0)
     return times
+
+
+def cpu_model() -> dict:
+    """The CPU's model name and its wide-vector / matrix ISA flags (from /proc/cpuinfo on Linux).
+
+    Recorded beside CPU timings because the ratios depend on them: MKL's sgemm and oneDNN pick
+    different kernels on AMD and Intel, with and without AVX512 / AMX."""
+    name, flags = "unknown", []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name == "unknown":
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = sorted(f for f in value.split() if f.startswith(("avx512", "amx", "avx2")))
+    except OSError:  # not Linux: the name stays unknown
+        pass
+    return {"cpu_model": name, "cpu_isa": flags}
