@@ -64,3 +64,31 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
     with pytest.raises(SystemExit, match="expected K=RESULTS_DIR"):
         tool.parse_given(["results"])
     assert tool.parse_given(["0=/a/results"]) == {0: Path("/a/results")}
+
+
+def _log(path: Path, events: list[tuple[str, str, str]]):
+    """A Snakemake log of ("start" | "end", rule, time) events in time order, as Snakemake writes them."""
+    ids, lines = {}, []
+    for kind, rule, time in events:
+        lines.append(f"[Wed Dec  2 {time} 2026]")
+        if kind == "start":
+            ids[rule] = len(ids)
+            lines += [f"rule {rule}:", f"    jobid: {ids[rule]}"]
+        else:
+            lines.append(f"Finished jobid: {ids[rule]} (Rule: {rule})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_given_run_takes_its_timing_from_the_largest_log_beside_its_results(tmp_path):
+    tool = load_tool()
+    logs = tmp_path / "clone" / ".snakemake" / "log"
+    _log(logs / "2026-12-02T100000.snakemake.log",
+         [("start", "cca_llamagen_pretrain", "10:00:00"), ("start", "star_pretrain", "10:00:00"),
+          ("end", "star_pretrain", "10:10:00"), ("end", "cca_llamagen_pretrain", "10:20:00")])
+    _log(logs / "2026-12-02T110000.snakemake.log",  # a later, shorter log: the report step
+         [("start", "report", "11:00:00"), ("end", "report", "11:00:30")])
+    run = tool.given_run(0, tmp_path / "clone" / "results")
+    assert run["wall_minutes"] == pytest.approx(20.0) and run["job_minutes"] == pytest.approx(30.0)
+    bare = tool.given_run(1, tmp_path / "elsewhere" / "results")
+    assert bare["wall_minutes"] is None and bare["job_minutes"] is None

@@ -58,6 +58,15 @@ def run_shift(code: Path, workdir: Path, k: int, config: Path, cores: int, reuse
             "wall_minutes": times.get("wall_minutes"), "job_minutes": times.get("job_minutes")}
 
 
+def given_run(k: int, results: Path) -> dict:
+    """A finished run for shift k; its timing from the largest Snakemake log beside its results/
+    (a `make reproduce` also leaves a short log of its report step)."""
+    logs = sorted((results.parent / ".snakemake" / "log").glob("*.snakemake.log"))
+    times = max((summarise(parse(log)) for log in logs), key=lambda t: t.get("job_minutes") or 0, default={})
+    return {"shift": k, "results": str(results),
+            "wall_minutes": times.get("wall_minutes"), "job_minutes": times.get("job_minutes")}
+
+
 def read_verdicts(results: Path) -> dict[tuple, dict]:
     path = results / "claims.csv"
     if not path.is_file():
@@ -136,7 +145,7 @@ def main() -> None:
         shutil.rmtree(code)
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "code": snapshot(code),
             "config": str(args.config)}
-    runs = [{"shift": k, "results": str(path)} for k, path in sorted(given.items())]
+    runs = [given_run(k, path) for k, path in sorted(given.items())]
     runs += [run_shift(code, args.workroot / f"shift-{k}", k, args.config, args.cores, args.reuse)
              for k in args.shifts if k not in given]
     runs.sort(key=lambda r: r["shift"])
