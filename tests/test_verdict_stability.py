@@ -88,6 +88,7 @@ def test_a_given_run_takes_its_timing_from_the_largest_log_beside_its_results(tm
           ("end", "star_pretrain", "10:10:00"), ("end", "cca_llamagen_pretrain", "10:20:00")])
     _log(logs / "2026-12-02T110000.snakemake.log",  # a later, shorter log: the report step
          [("start", "report", "11:00:00"), ("end", "report", "11:00:30")])
+    (logs / "2026-12-02T120000.snakemake.log").write_text("Building DAG of jobs...\n")  # aborted: no jobs
     run = tool.given_run(0, tmp_path / "clone" / "results")
     assert run["wall_minutes"] == pytest.approx(20.0) and run["job_minutes"] == pytest.approx(30.0)
     bare = tool.given_run(1, tmp_path / "elsewhere" / "results")

@@ -51,18 +51,20 @@ def run_shift(code: Path, workdir: Path, k: int, config: Path, cores: int, reuse
     proc = snakemake(code, workdir, "--cores", str(cores), "--rerun-incomplete")
     if proc.returncode != 0:
         sys.exit(f"error: the DAG failed for shift {k} in {workdir}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-    times = summarise(parse(logs[-1])) if logs else {}
     print(f"shift {k}: DAG done in {time.time() - start:.0f} s ({workdir})", flush=True)
-    return {"shift": k, "results": str(workdir / "results"), "seeds_set": shifted,
-            "wall_minutes": times.get("wall_minutes"), "job_minutes": times.get("job_minutes")}
+    return {**given_run(k, workdir / "results"), "seeds_set": shifted}
 
 
 def given_run(k: int, results: Path) -> dict:
     """A finished run for shift k; its timing from the largest Snakemake log beside its results/
     (a `make reproduce` also leaves a short log of its report step)."""
-    logs = sorted((results.parent / ".snakemake" / "log").glob("*.snakemake.log"))
-    times = max((summarise(parse(log)) for log in logs), key=lambda t: t.get("job_minutes") or 0, default={})
+    summaries = []
+    for log in (results.parent / ".snakemake" / "log").glob("*.snakemake.log"):
+        try:
+            summaries.append(summarise(parse(log)))
+        except SystemExit:  # a log without finished jobs (an aborted or dry run) has no timing
+            continue
+    times = max(summaries, key=lambda t: t["job_minutes"], default={})
     return {"shift": k, "results": str(results),
             "wall_minutes": times.get("wall_minutes"), "job_minutes": times.get("job_minutes")}
 
