@@ -152,6 +152,23 @@ def test_cli_bands_then_check_pass_and_fail(tmp_path, capsys):
     assert "error: regression check of" in cap.err and "1 of 8 entries failed (1 band)" in cap.err
 
 
+def test_re_measuring_bands_keeps_the_hand_written_mechanism_rules(tmp_path):
+    """The rules are written by hand; a re-measure that dropped them once let CI lose 7 tests' rules."""
+    runs = [fake_results(tmp_path / f"s{k}", fid=150.0 + 4 * k, coverage=0.5 + 0.01 * k) for k in range(4)]
+    out = tmp_path / "expected.json"
+    rules = [{"files": "x/mechanism/*.json", "rule": "zero", "keys": ["a"], "tol": 1e-9, "why": "test"}]
+    out.write_text(json.dumps({"metrics": {"old:fid": {"low": 0, "high": 1}}, "made": {"seeds": [9]},
+                               "mechanism": rules, "mechanism_about": "by hand"}))
+    assert main(["regression-bands", "--runs", *map(str, runs), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["mechanism"] == rules and doc["mechanism_about"] == "by hand"
+    assert "old:fid" not in doc["metrics"] and doc["made"]["seeds"] == [0, 1, 2, 3]
+
+    out.write_text("{not json")
+    assert main(["regression-bands", "--runs", *map(str, runs), "--out", str(out)]) == 2
+    assert out.read_text() == "{not json"
+
+
 def test_load_expected_errors(tmp_path):
     with pytest.raises(ReproError, match="no expected-metrics file"):
         regression.load_expected(tmp_path / "none.json")

@@ -16,12 +16,15 @@ from guidance_repro.report import verdict as vd
 @pytest.mark.parametrize("effects, expected", [
     ([5.0, 6.0, 7.0], vd.HOLDS),                 # mean 6, SE 0.58: clear and unanimous
     ([-5.0, -6.0, -7.0], vd.FAILS),              # the mirror image
-    ([1.0, 1.0, 10.0], vd.INCONCLUSIVE),         # unanimous, but mean 4 < 2 SE = 6
+    ([1.0, 1.0, 10.0], vd.INCONCLUSIVE),         # unanimous, but mean 4 < t SE = 4.30 * 3
+    ([3.0, 5.0, 8.0], vd.INCONCLUSIVE),          # mean 5.33 > 2 SE = 2.9 but < t SE = 6.25 (R = 3)
+    ([3.0, 5.0, 8.0, 4.0, 6.0], vd.HOLDS),       # like scatter at R = 5: t SE = 2.39 < 5.2
     ([9.0, 8.0, -0.5], vd.INCONCLUSIVE),         # clear mean, one replicate disagrees in sign
     ([0.0, 0.0, 0.0], vd.INCONCLUSIVE),          # no effect at all is not a direction
     ([3.0, 3.0, 3.0], vd.HOLDS),                 # zero spread, all positive
     ([4.0], vd.INCONCLUSIVE),                    # one replicate has no spread to judge by
-    ([2.0, 2.1], vd.HOLDS),
+    ([2.0, 2.1], vd.HOLDS),                      # t = 12.7 at R = 2, SE 0.05
+    ([2.0, 2.5], vd.INCONCLUSIVE),               # SE 0.25, t SE = 3.2
 ])
 def test_three_outcomes(effects, expected):
     got = vd.decide(effects)
@@ -35,12 +38,31 @@ def test_mean_and_standard_error_match_statistics_module():
     assert got["effect_se"] == pytest.approx(statistics.stdev(e) / math.sqrt(len(e)))
 
 
-def test_rule_boundary_is_two_standard_errors():
-    # e = m + (-d, 0, d): sd = d, SE = d / sqrt(3); holds iff m > 2 d / sqrt(3) (and all > 0)
+# Two-sided 95 % Student-t quantiles from a printed table (Fisher & Yates), not from scipy.
+T_TABLE = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 10: 2.262}
+
+
+@pytest.mark.parametrize("r", sorted(T_TABLE))
+def test_critical_t_is_the_tables_quantile(r):
+    assert vd.critical_t(r) == pytest.approx(T_TABLE[r], abs=1e-3)
+
+
+@pytest.mark.parametrize("r", [3, 5])
+def test_rule_boundary_is_t_standard_errors(r):
+    # e = m + d * z with z of mean 0 and sd 1: SE = d / sqrt(R); holds iff m > t d / sqrt(R)
+    z = [-1.0] * (r // 2) + [0.0] * (r % 2) + [1.0] * (r // 2)  # |z| <= 1 < t / sqrt(R): signs agree
+    z = [x / statistics.stdev(z) for x in z]
     d = 1.0
-    edge = 2 * d / math.sqrt(3)
-    assert vd.decide([edge + 0.01 - d, edge + 0.01, edge + 0.01 + d])["verdict"] == vd.HOLDS
-    assert vd.decide([edge - 0.01 - d, edge - 0.01, edge - 0.01 + d])["verdict"] == vd.INCONCLUSIVE
+    edge = T_TABLE[r] * d / math.sqrt(r)
+    assert vd.decide([edge + 0.01 + d * x for x in z])["verdict"] == vd.HOLDS
+    assert vd.decide([edge - 0.01 + d * x for x in z])["verdict"] == vd.INCONCLUSIVE
+    assert vd.decide([-edge - 0.01 + d * x for x in z])["verdict"] == vd.FAILS
+    assert vd.decide([edge + 0.01 + d * x for x in z])["critical_t"] == pytest.approx(T_TABLE[r], abs=1e-3)
+
+
+def test_critical_t_needs_two_replicates():
+    with pytest.raises(ReproError, match="need >= 2"):
+        vd.critical_t(1)
 
 
 def test_paired_folds_margin_and_needs_equal_replicates():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from guidance_repro.errors import ReproError
 from guidance_repro.report import regression  # light: json/math/statistics only
@@ -52,6 +53,7 @@ def cmd_bands(args: argparse.Namespace) -> None:
         raise ReproError(f"--meta: not valid JSON ({exc})") from exc
     runs = [regression.collect_metrics(r) for r in args.runs]
     bands = regression.measure_bands(runs, args.margin, args.rel_floor, args.abs_floor, args.min_runs)
+    kept = _hand_written_sections(args.out)
     doc = {
         "about": "Expected smoke-tier metrics and their tolerance bands (guidance_repro.report.regression). "
                  "Re-measure with tools/measure_regression_bands.py.",
@@ -60,9 +62,29 @@ def cmd_bands(args: argparse.Namespace) -> None:
                               "m = max(margin * (max - min), rel_floor * |mean|, abs_floor)"},
         "made": {**meta, "seeds": args.seeds or list(range(len(args.runs))), "runs": meta.get("runs", args.runs)},
         "metrics": bands,
+        **kept,
     }
     write_json(args.out, doc)
-    print(f"wrote {len(bands)} bands from {len(runs)} seed runs to {args.out}")
+    print(f"wrote {len(bands)} bands from {len(runs)} seed runs to {args.out}"
+          + (f", kept its {', '.join(sorted(kept))}" if kept else ""))
+
+
+# Sections of an expected file that no seed run measures: the mechanism rules are written by hand
+# (docs/regression.md), so re-measuring the bands must carry them over, never drop them.
+MEASURED_SECTIONS = ("about", "band_rule", "made", "metrics")
+
+
+def _hand_written_sections(path: str) -> dict:
+    if not Path(path).exists():
+        return {}
+    try:
+        old = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ReproError(f"--out {path}: exists but is not valid JSON ({exc}); its mechanism rules "
+                         "would be lost, so fix or remove it first") from exc
+    if not isinstance(old, dict):
+        raise ReproError(f"--out {path}: exists but is not a JSON object")
+    return {k: v for k, v in old.items() if k not in MEASURED_SECTIONS}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
