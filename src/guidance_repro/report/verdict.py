@@ -14,9 +14,10 @@ two-sided 95 % quantile of Student's t with R - 1 degrees of freedom (4.30 at R 
 
 That is: the 95 % confidence interval of the mean effect lies wholly on one side of zero, and
 every re-training agrees in sign. Why t and not a fixed 2 SE: an SE from three replicates has two
-degrees of freedom, and the two-run measurement of stop 30 (docs/verdict_stability.md) saw it move
-2-4x between runs with similar mean effects; at 2 SE four claims went from inconclusive to decided
-on that alone. The t quantile is what makes "exceeds its spread" a 95 % statement at any R.
+degrees of freedom (2 SE is an 82 % interval there), and between two seed-shifted runs it moved 2-4x
+with similar mean effects (docs/verdict_stability_stop30_amd.json). The t quantile makes "exceeds
+its spread" a 95 % statement at any R. It does not by itself make verdicts agree between runs (33
+of 42 run pairs under either rule, docs/verdict_stability_302b19b.md): only less noise does.
 """
 
 from __future__ import annotations
