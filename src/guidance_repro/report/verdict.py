@@ -23,6 +23,7 @@ of 42 run pairs under either rule, docs/verdict_stability_302b19b.md): only less
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable, Sequence
 
 from guidance_repro.errors import ReproError
@@ -101,6 +102,20 @@ def measured_text(sides: dict[str, Sequence[float]], result: dict, digits: int =
     parts = [f"{name} {spread(v, digits)}" for name, v in sides.items()]
     eff = f"effect {result['effect_mean']:.3g} ± {result['effect_se']:.2g} (SE)"
     return f"{'; '.join(parts)}; {eff}; R = {result['replicates']}"
+
+
+_EFFECT = re.compile(r"effect (\S+) ± (\S+) \(SE\); R = (\d+)$")
+
+
+def effect_from_text(text: str, where: str) -> tuple[float, float, int]:
+    """(effect mean, SE, R) back from a ``measured_text`` cell (rounded as printed there)."""
+    m = _EFFECT.search(str(text).strip())
+    if not m:
+        raise ReproError(f"{where}: no 'effect <mean> ± <SE> (SE); R = <n>' in {text!r}")
+    try:
+        return float(m[1]), float(m[2]), int(m[3])
+    except ValueError:
+        raise ReproError(f"{where}: unreadable effect in {text!r}") from None
 
 
 def normalise(value, where: str) -> str:
