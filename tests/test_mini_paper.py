@@ -233,6 +233,21 @@ def test_var_paper_config_plans_the_whole_chain_for_all_four_depths(tmp_path):
     assert not [r for r in counts if r.startswith(("cca_llamagen", "train_", "star", "autoguidance"))]
 
 
+def test_var_paper_config_plans_the_opt_in_cca_cfg_point(tmp_path):
+    # The paper gives no VAR CCA+CFG beta / lambda (cca.md §1.3), so the default leaves it out; a user
+    # who names one gets its fine-tune and its CFG-sampled point through the same shared machinery.
+    path = _paper_config_with_files(tmp_path, "cca-var")
+    cfg = yaml.safe_load(path.read_text())
+    p = cfg["cca_var"]["paper"]
+    p["methods"] = [*p["methods"], "cca_cfg"]
+    p["cca_cfg_points"] = {d: {"beta": 0.02, "lam": 1} for d in p["cfg_scales"]}
+    p["cca_cfg_scales"] = dict(p["cfg_scales"])
+    path.write_text(yaml.safe_dump(cfg))
+    counts = _planned_counts(run_snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(path)))
+    assert counts["cca_var_paper_finetune"] == "8" and counts["cca_var_paper_sample_shard"] == str(4 * 4 * 10)
+    assert counts["paper_evaluate"] == "16"
+
+
 def test_paper_config_missing_imagenet_names_the_key(tmp_path):
     path = _paper_config_with_files(tmp_path)
     cfg = yaml.safe_load(path.read_text())
