@@ -44,7 +44,7 @@ BLOCK_KEYS = {
     "evaluators.composition.model": set(COMPOSITION_DEFAULTS),
     "evaluators.judge_clip.model": set(CLIP_DEFAULTS),
     "cca_llamagen.tokenizer.model": names(VQConfig) | TOKENIZER_TASK_KEYS,
-    "cca_llamagen.models.0": names(GPTConfig) | {"size", "name"},
+    "cca_llamagen.models.0": names(GPTConfig) | {"size", "name", "replicates"},
     "cca_llamagen.autoguide.model": names(GPTConfig) | {"size"},
     "cca_var.tokenizer.model": names(MSVQConfig) | TOKENIZER_TASK_KEYS,
     "cca_var.model": names(VARConfig) - {"depth"} | {"size"},

@@ -19,7 +19,9 @@ from guidance_repro.report import verdict as vd
     ([1.0, 1.0, 10.0], vd.INCONCLUSIVE),         # unanimous, but mean 4 < t SE = 4.30 * 3
     ([3.0, 5.0, 8.0], vd.INCONCLUSIVE),          # mean 5.33 > 2 SE = 2.9 but < t SE = 6.25 (R = 3)
     ([3.0, 5.0, 8.0, 4.0, 6.0], vd.HOLDS),       # like scatter at R = 5: t SE = 2.39 < 5.2
-    ([9.0, 8.0, -0.5], vd.INCONCLUSIVE),         # clear mean, one replicate disagrees in sign
+    ([9.0, 8.0, -0.5], vd.INCONCLUSIVE),         # one replicate disagrees: mean 5.5 < t SE = 13
+    ([6.0, 7.0, 5.0, 8.0, 6.0, 7.0, -0.5], vd.HOLDS),  # R = 7: one sign disagrees, mean 5.5 > t SE = 2.6
+    ([-6.0, -7.0, -5.0, -8.0, -6.0, -7.0, 0.5], vd.FAILS),  # its mirror image
     ([0.0, 0.0, 0.0], vd.INCONCLUSIVE),          # no effect at all is not a direction
     ([3.0, 3.0, 3.0], vd.HOLDS),                 # zero spread, all positive
     ([4.0], vd.INCONCLUSIVE),                    # one replicate has no spread to judge by
@@ -58,6 +60,23 @@ def test_rule_boundary_is_t_standard_errors(r):
     assert vd.decide([edge - 0.01 + d * x for x in z])["verdict"] == vd.INCONCLUSIVE
     assert vd.decide([-edge - 0.01 + d * x for x in z])["verdict"] == vd.FAILS
     assert vd.decide([edge + 0.01 + d * x for x in z])["critical_t"] == pytest.approx(T_TABLE[r], abs=1e-3)
+
+
+@pytest.mark.parametrize("r", [2, 3, 4])
+def test_interval_implies_one_sign_up_to_four_replicates(r):
+    # Samuelson: no value lies more than sd (R - 1) / sqrt(R) from the mean, and t >= R - 1 for R <= 4,
+    # so a decided verdict at R <= 4 always has every replicate on its side (why the rule needs no
+    # sign condition there); at R = 5 a decided verdict can have one replicate against it.
+    import random
+    rng = random.Random(r)
+    for _ in range(2000):
+        e = [rng.gauss(2.0, 1.0) for _ in range(r)]
+        got = vd.decide(e)
+        if got["verdict"] == vd.HOLDS:
+            assert all(x > 0 for x in e), e
+        if got["verdict"] == vd.FAILS:
+            assert all(x < 0 for x in e), e
+    assert vd.decide([5.0, 5.5, 6.0, 6.5, -0.4])["verdict"] == vd.HOLDS
 
 
 def test_critical_t_needs_two_replicates():

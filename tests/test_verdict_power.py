@@ -36,12 +36,13 @@ def test_vectorised_rule_is_the_rule_of_decide(tool, r):
     assert len(set(want)) == 3  # all three outcomes were exercised
 
 
-def test_without_the_sign_rule_only_the_t_interval_decides(tool):
-    # mean 0.8, SE 0.2: t = 4 > 2.78 at R = 5, but one replicate is 0
+def test_the_old_sign_condition_is_the_only_difference(tool):
+    # mean 0.8, SE 0.2: t = 4 > 2.78 at R = 5, but one replicate is 0: the rule says holds, the
+    # rule until 3b4f9a7 (sign condition) said inconclusive
     e = np.array([[0.0, 1.0, 1.0, 1.0, 1.0]])
-    assert vd.decide(e[0])["verdict"] == vd.INCONCLUSIVE
-    assert tool.vectorised_verdicts(e).tolist() == [2]
-    assert tool.vectorised_verdicts(e, sign_rule=False).tolist() == [0]
+    assert vd.decide(e[0])["verdict"] == vd.HOLDS
+    assert tool.vectorised_verdicts(e).tolist() == [0]
+    assert tool.vectorised_verdicts(e, sign_rule=True).tolist() == [2]
 
 
 def _mc_tolerance(p, n):
@@ -62,16 +63,16 @@ def test_t_only_rule_at_r10_is_the_two_sided_power_and_the_sign_rule_is_below_ph
     delta, r = 1.0, 10
     t = vd.critical_t(r)
     nc = delta * math.sqrt(r)
-    p = tool.outcome_probabilities(delta, r, sign_rule=False)
+    p = tool.outcome_probabilities(delta, r)
     assert abs(p[vd.HOLDS] - (1 - stats.nct.cdf(t, r - 1, nc))) < _mc_tolerance(0.5, tool.DRAWS)
     assert abs(p[vd.FAILS] - stats.nct.cdf(-t, r - 1, nc)) < 0.002
-    with_sign = tool.outcome_probabilities(delta, r)[vd.HOLDS]
+    with_sign = tool.outcome_probabilities(delta, r, sign_rule=True)[vd.HOLDS]
     assert with_sign <= stats.norm.cdf(delta) ** r + _mc_tolerance(0.2, tool.DRAWS)
 
 
 def test_no_effect_is_decided_at_most_five_percent_of_the_time(tool):
     for r in (3, 5):
-        p = tool.outcome_probabilities(0.0, r, sign_rule=False)
+        p = tool.outcome_probabilities(0.0, r)
         assert p[vd.HOLDS] + p[vd.FAILS] < 0.05 + _mc_tolerance(0.05, tool.DRAWS)
         assert abs(p[vd.HOLDS] - p[vd.FAILS]) < _mc_tolerance(0.025, tool.DRAWS)
 
@@ -123,3 +124,38 @@ def test_cli_writes_the_table_and_json_and_refuses_rows_without_effects(tool, tm
     src.write_text(json.dumps({"rows": rows}))
     with pytest.raises(SystemExit, match="e / m / none, run 0: no 'effect"):
         tool.main([str(src)])
+
+
+def test_planned_replicates_follow_the_slice_and_model_keys(tool):
+    cfg = {"replicates": {"count": 3},
+           "cca_llamagen": {"models": [{"name": "S", "replicates": 7}, {"name": "M"}],
+                            "benchmark": {"repeats": 5}},
+           "cca_var": {"depths": [4, 5], "replicate_depths": [4], "replicates": 4},
+           "autoguidance": {"toy": {"replicates": 5}, "image": {}},
+           "star": {"replicates": 6}}
+    plan = {("cca-llamagen", "S", "lowers"): 7, ("cca-llamagen", "M", "lowers"): 3,
+            ("cca-llamagen", "S", tool.COST_CLAIM): 5, ("cca-var", "d4", "x"): 4, ("cca-var", "d5", "x"): 1, ("cca-var", "d6", "x"): 0,
+            ("autoguidance-toy2d", "", "x"): 5, ("autoguidance-fmnist", "main", "x"): 3,
+            ("star-cfg", "toy", "x"): 6}
+    for (exp, model, claim), want in plan.items():
+        assert tool.planned_replicates(cfg, {"experiment": exp, "model": model, "claim": claim}) == want
+    # a model / depth the config does not run: not planned
+    assert tool.planned_replicates(cfg, {"experiment": "cca-llamagen", "model": "L", "claim": "x"}) == 0
+    assert tool.planned_replicates(cfg, {"experiment": "cca-llamagen", "model": "L", "claim": tool.COST_CLAIM}) == 0
+    with pytest.raises(ReproError, match="no config slice known"):
+        tool.planned_replicates(cfg, {"experiment": "dit", "model": "", "claim": "x"})
+
+
+def test_cli_predicts_the_planned_config(tool, tmp_path):
+    rows = [{"experiment": "star-cfg", "model": "toy", "claim": "c", "verdicts": ["holds", "inconclusive"],
+             "agree": False, "measured": [_measured([1.0, 2.5, 0.8]), _measured([1.2, 2.0, 0.5])]}]
+    src, cfg, out = tmp_path / "stab.json", tmp_path / "config.yaml", tmp_path / "power.md"
+    src.write_text(json.dumps({"rows": rows, "agree": 0}))
+    cfg.write_text("replicates: {count: 3}\nstar: {replicates: 10}\n")
+    assert tool.main([str(src), "--config", str(cfg), "--out", str(out), "--replicates", "3", "10"]) == 0
+    pred = json.loads(out.with_suffix(".json").read_text())
+    row = pred["rows"][0]
+    assert row["planned"]["replicates"] == 10
+    assert row["planned"]["agreement"] == pytest.approx(row["agreement"]["10"], abs=0.02)
+    assert pred["expected_agree_planned"] == pytest.approx(row["planned"]["agreement"])
+    assert "Planned R of" in out.read_text()

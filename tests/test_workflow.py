@@ -185,7 +185,7 @@ def test_sweep_fine_tunes_share_one_recorded_reference_with_dropout_off(tmp_path
     assert proc.returncode == 0, proc.stderr
     finetunes = [line for line in proc.stdout.splitlines() if "--task llamagen-cca" in line]
     sweep = [line for line in finetunes if "/S-pretrained.pt" in line]
-    assert len(sweep) > 1 and len(finetunes) > len(sweep)  # the sweep model S, and M with one point
+    assert len(sweep) > 1 and len(finetunes) > len(sweep)  # the sweep on S, and S's replicates (one point each)
     used = dropout == "off" and share
     assert ("rule cca_llamagen_reference_logp:" in proc.stdout) is used
     assert all(("--input reference_logp=results/cca_llamagen/models/S-reference-logp.npz" in line) is used

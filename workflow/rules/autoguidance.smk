@@ -84,7 +84,7 @@ rule autoguidance_image_train:
 # One sampling job per replicate (every point of it in one process: a process costs ~3 s to start
 # and load the models, a point at 500 images 10-20 s). Replicate 0 samples the sweep, the others
 # the claim points (config image.claim_w).
-for _r in replicate_ids() if "image" in AG else []:
+for _r in ag_image_replicates() if "image" in AG else []:
 
     rule:
         name:

@@ -35,13 +35,23 @@ def ag_toy_params(wildcards):
     )
 
 
+def ag_toy_replicates():
+    """The 2-D toy's replicates (autoguidance.toy.replicates, else replicates.count)."""
+    return replicate_ids(replicate_count(AG["toy"]))
+
+
+def ag_image_replicates():
+    """The Fashion-MNIST replicates (autoguidance.image.replicates, else replicates.count)."""
+    return replicate_ids(replicate_count(AG["image"]))
+
+
 def ag_toy_models(name):
     """The toy model `name` of every replicate (replicate 0 first)."""
-    return [f"{AG_TOY}/models/{name}{replicate_suffix(r)}.pt" for r in replicate_ids()]
+    return [f"{AG_TOY}/models/{name}{replicate_suffix(r)}.pt" for r in ag_toy_replicates()]
 
 
 def ag_toy_seeds():
-    return " ".join(str(replicate_seed(AG["toy"]["seed"], r)) for r in replicate_ids())
+    return " ".join(str(replicate_seed(AG["toy"]["seed"], r)) for r in ag_toy_replicates())
 
 
 def ag_image_params(wildcards):
@@ -83,7 +93,7 @@ def ag_image_points_of(r):
 
 def ag_image_points():
     """Every sample stem the evaluation measures: the replicates' points and the floor."""
-    pts = [p[0] for r in replicate_ids() for p in ag_image_points_of(r)]
+    pts = [p[0] for r in ag_image_replicates() for p in ag_image_points_of(r)]
     return pts + [AG_FLOOR_POINT]
 
 

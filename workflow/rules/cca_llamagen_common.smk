@@ -29,7 +29,12 @@ def cl_models():
 def cl_spec(name):
     """The GPTConfig fields (or `size` + overrides) of one named model."""
     spec = next(m for m in CL["models"] if m["name"] == name)
-    return {k: v for k, v in spec.items() if k != "name"}
+    return {k: v for k, v in spec.items() if k not in ("name", "replicates")}
+
+
+def cl_replicates(name):
+    """R of one model's claims: its `replicates` key in cca_llamagen.models, else replicates.count."""
+    return replicate_count(next(m for m in CL["models"] if m["name"] == name))
 
 
 def cl_sweep_model():
@@ -94,14 +99,15 @@ def cl_rep(wildcards):
 
 
 def cl_claim_points(r):
-    """Stems of replicate r's claim points per model (chosen a priori, report/cca_claims.py): no
-    guidance, CCA at the main beta/lambda, CFG at each of sampling.claim_cfgs (the claim takes the
-    replicate's best)."""
+    """Stems of replicate r's claim points per model that has replicate r (chosen a priori,
+    report/cca_claims.py): no guidance, CCA at the main beta/lambda, CFG at each of
+    sampling.claim_cfgs (the claim takes the replicate's best)."""
     b0, l0 = cl_main()
     sfx = replicate_suffix(r)
     return [
         p + sfx
         for m in cl_models()
+        if r < cl_replicates(m)
         for p in (
             f"{m}-pretrained-cfg1",
             f"{m}-cca-b{b0}-l{l0}-cfg1",
@@ -110,13 +116,18 @@ def cl_claim_points(r):
     ]
 
 
+def cl_all_replicates():
+    """0 .. the largest R of any model (cl_claim_points(r) keeps the models that have r)."""
+    return replicate_ids(max(cl_replicates(m) for m in cl_models()))
+
+
 def cl_all_claim_points():
-    return [p for r in replicate_ids() for p in cl_claim_points(r)]
+    return [p for r in cl_all_replicates() for p in cl_claim_points(r)]
 
 
 def cl_replicate_points():
     """The claim points of replicates r >= 1 (replicate 0's are points of the table)."""
-    return [p for r in replicate_ids()[1:] for p in cl_claim_points(r)]
+    return [p for r in cl_all_replicates()[1:] for p in cl_claim_points(r)]
 
 
 def cl_gpt_config(model):

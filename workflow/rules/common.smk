@@ -87,9 +87,18 @@ def write_run_record():
 REPLICATES = config["replicates"]
 
 
-def replicate_ids():
-    """0 .. R-1: replicate 0 is the configured run; the others re-train claim-critical models."""
-    return list(range(REPLICATES["count"]))
+def replicate_count(section):
+    """R of one slice (or model): its own `replicates` key where set, else replicates.count. The
+    slices' claims differ in signal to noise, so each takes the R its verdicts need
+    (tools/verdict_power.py plans it from a seed-shifted pair of runs)."""
+    n = section.get("replicates")
+    return REPLICATES["count"] if n is None else int(n)
+
+
+def replicate_ids(count=None):
+    """0 .. R-1: replicate 0 is the configured run; the others re-train claim-critical models.
+    `count`: a slice's R (replicate_count); replicates.count when None."""
+    return list(range(REPLICATES["count"] if count is None else count))
 
 
 def replicate_suffix(r):

@@ -143,7 +143,7 @@ rule star_cca:
 
 # One sampling job per replicate, all its points in one process (starting Python with torch and
 # the text encoder costs more than sampling a 500-image point).
-for _r in replicate_ids():
+for _r in replicate_ids(replicate_count(ST)):
 
     rule:
         name:

@@ -55,7 +55,7 @@ def st_points():
     out = [f"{p}-ft{k}-cfg{g0}" for p in ("rope", "absolute") for k in steps]
     out += [f"rope-ft{n}-cfg{st_num(g)}" for g in [0, *s["cfgs"]]]
     out += [f"rope-ft{n}-cca-b{b}-l{l}-cfg0" for b, l in st_cca_points()]
-    out += [p for r in replicate_ids() for p in st_claim_points(r)]
+    out += [p for r in replicate_ids(replicate_count(ST)) for p in st_claim_points(r)]
     return list(dict.fromkeys(out + ST_FLOOR_POINTS))
 
 
