@@ -93,3 +93,35 @@ def test_a_given_run_takes_its_timing_from_the_largest_log_beside_its_results(tm
     assert run["wall_minutes"] == pytest.approx(20.0) and run["job_minutes"] == pytest.approx(30.0)
     bare = tool.given_run(1, tmp_path / "elsewhere" / "results")
     assert bare["wall_minutes"] is None and bare["job_minutes"] is None
+
+
+def test_a_recorded_run_sits_beside_a_new_run_of_the_same_shift(tmp_path):
+    # the same shift on two machines: the earlier one only in a report's JSON (its results/ gone)
+    import json
+    tool = load_tool()
+    old = {"runs": [{"shift": 0, "results": "/gone/results", "wall_minutes": 29.4, "job_minutes": 57.5},
+                    {"shift": 1, "results": "/gone/k1"}],
+           "rows": [{"experiment": "cca-var", "model": "d4", "claim": "matches", "verdicts": ["holds", "inconclusive"],
+                     "measured": ["x0", "x1"]},
+                    {"experiment": "toy", "model": "", "claim": "branches", "verdicts": ["missing", "holds"],
+                     "measured": ["", "y1"]}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    rec = tool.recorded_run(f"{tmp_path / 'old.json'}:0=Intel Xeon, AMX")
+    assert rec["cpu"] == "Intel Xeon, AMX"
+    assert rec["claims"] == {("cca-var", "d4", "matches"): {"verdict": "holds", "measured": "x0"}}
+    _claims(tmp_path / "amd", [("cca-var", "d4", "matches", "z", "holds"), ("toy", "", "branches", "w", "holds")])
+    (tmp_path / "amd" / "run_record.json").write_text(json.dumps(
+        {"hardware": {"cpu": {"model": "AMD EPYC", "flags": {"amx_tile": False}}}}))
+    new = tool.given_run(0, tmp_path / "amd")
+    assert new["cpu"] == "AMD EPYC, no AMX"
+    rec["index"] = 2
+    cmp = tool.compare([new, rec])
+    assert (cmp["agree"], cmp["claims"]) == (1, 2)
+    assert cmp["rows"][1]["verdicts"] == ["holds", "missing"]
+    md = tool.markdown([new, rec], cmp, {"date": "d", "code": {}, "title": "Two machines"})
+    assert md.startswith("# Two machines") and "K = 0 (run 2): verdict" in md
+    assert "(recorded in `" in md and "| AMD EPYC, no AMX |" in md and "| Intel Xeon, AMX |" in md
+    with pytest.raises(SystemExit, match="expected JSON:INDEX"):
+        tool.recorded_run(str(tmp_path / "old.json"))
+    with pytest.raises(SystemExit, match="not a run of a verdict-stability JSON"):
+        tool.recorded_run(f"{tmp_path / 'old.json'}:5")

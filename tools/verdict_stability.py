@@ -9,7 +9,10 @@ its experiment (too little signal for its noise), not something to fix by choosi
         --workroot /tmp/vstab --out docs/verdict_stability.md
 
 `--run K=RESULTS` takes a finished run's results/ for shift K instead of running it (e.g. the
-fresh clone whose `make reproduce` was timed for the budget). The runs share one snapshot of the
+fresh clone whose `make reproduce` was timed for the budget). `--recorded JSON:I` takes the I-th
+run of an earlier report's JSON (its verdicts and measured cells; the results/ may be gone), e.g.
+to set the same shift on two machines side by side. Each run is labelled with its shift and the
+CPU of its run_record.json. The runs share one snapshot of the
 code (measure_regression_bands.snapshot), go one after the other, niced, and each records its wall
 time and job-minutes (tools/job_times.py on its Snakemake log). Output: a markdown page with the
 two verdict tables side by side and the agreement count, and the same as JSON beside it.
@@ -65,8 +68,46 @@ def given_run(k: int, results: Path) -> dict:
         except SystemExit:  # a log without finished jobs (an aborted or dry run) has no timing
             continue
     times = max(summaries, key=lambda t: t["job_minutes"], default={})
-    return {"shift": k, "results": str(results),
+    return {"shift": k, "results": str(results), "cpu": cpu_of(results), "commit": commit_of(results),
             "wall_minutes": times.get("wall_minutes"), "job_minutes": times.get("job_minutes")}
+
+
+def cpu_of(results: Path) -> str | None:
+    """'<model>, AMX' / '<model>, no AMX' from the run's run_record.json (None without one)."""
+    try:
+        cpu = json.loads((results / "run_record.json").read_text())["hardware"]["cpu"]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+    return f"{cpu.get('model', '?')}, {'AMX' if cpu.get('flags', {}).get('amx_tile') else 'no AMX'}"
+
+
+def commit_of(results: Path) -> str | None:
+    try:
+        return json.loads((results / "run_record.json").read_text())["git_commit"]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+
+
+def recorded_run(spec: str) -> dict:
+    """The I-th run of an earlier report (JSON:I, or JSON:I=CPU where that report did not record
+    the CPU), with its per-claim cells in ``claims``."""
+    spec, _, cpu = spec.partition("=")
+    path, sep, index = spec.rpartition(":")
+    if not sep or not index.isdigit():
+        sys.exit(f"error: --recorded {spec!r}: expected JSON:INDEX")
+    try:
+        old = json.loads(Path(path).read_text())
+        run = dict(old["runs"][int(index)])
+    except (OSError, json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+        sys.exit(f"error: --recorded {spec!r}: not a run of a verdict-stability JSON ({exc!r})")
+    i = int(index)
+    run.setdefault("commit", old.get("code", {}).get("git_commit"))
+    if cpu:
+        run["cpu"] = cpu
+    run["claims"] = {tuple(r.get(k) or "" for k in KEY): {"verdict": r["verdicts"][i], "measured": r["measured"][i]}
+                     for r in old.get("rows", []) if r["verdicts"][i] != "missing"}
+    run["recorded_in"] = path
+    return run
 
 
 def read_verdicts(results: Path) -> dict[tuple, dict]:
@@ -81,7 +122,7 @@ def read_verdicts(results: Path) -> dict[tuple, dict]:
 
 
 def compare(runs: list[dict]) -> dict:
-    tables = [read_verdicts(Path(r["results"])) for r in runs]
+    tables = [r["claims"] if "claims" in r else read_verdicts(Path(r["results"])) for r in runs]
     keys = list(dict.fromkeys(k for t in tables for k in t))
     rows = []
     for key in keys:
@@ -94,28 +135,35 @@ def compare(runs: list[dict]) -> dict:
 
 
 def markdown(runs: list[dict], cmp: dict, meta: dict) -> str:
-    shifts = [r["shift"] for r in runs]
-    lines = ["# Verdict stability: the toy tier with its run-time seeds shifted", "",
-             f"Made by `tools/verdict_stability.py` on {meta['date']} from commit "
-             f"`{(meta['code'].get('git_commit') or 'unknown')[:7]}`"
-             f"{' (dirty tree)' if meta['code'].get('git_dirty') else ''}. Run K shifts every run-time seed "
+    labels = [label(r) for r in runs]
+    lines = [f"# {meta.get('title') or 'Verdict stability: the toy tier with its run-time seeds shifted'}", "",
+             f"Made by `tools/verdict_stability.py` on {meta['date']}"
+             + (f"; the runs it started ran commit `{(meta['code'].get('git_commit') or 'unknown')[:7]}`"
+                f"{' (dirty tree)' if meta['code'].get('git_dirty') else ''}" if meta.get("ran") else "")
+             + ". Run K shifts every run-time seed "
              "key by K (training, sampling, evaluators; data seeds fixed). Verdicts by the rule of "
              "report/verdict.py over each run's own replicates.", "",
              f"**{cmp['agree']} of {cmp['claims']} claims have the same verdict in every run.**", "",
-             "| run | results | wall min | job-min |", "|---|---|---|---|"]
-    for r in runs:
+             "| run | CPU | commit | results | wall min | job-min |", "|---|---|---|---|---|---|"]
+    for r, name in zip(runs, labels):
         wall = f"{r['wall_minutes']:.1f}" if r.get("wall_minutes") else "—"
         job = f"{r['job_minutes']:.1f}" if r.get("job_minutes") else "—"
-        lines.append(f"| K = {r['shift']} | `{r['results']}` | {wall} | {job} |")
-    head = " | ".join(f"K = {k}: this run | K = {k}: verdict" for k in shifts)
+        where = f"`{r['results']}`" + (f" (recorded in `{r['recorded_in']}`)" if r.get("recorded_in") else "")
+        lines.append(f"| {name} | {r.get('cpu') or '—'} | {(r.get('commit') or '—')[:7]} | {where} | {wall} | {job} |")
+    head = " | ".join(f"{k}: this run | {k}: verdict" for k in labels)
     lines += ["", f"| experiment | model | claim | {head} | same |",
-              "|---|---|---|" + "---|---|" * len(shifts) + "---|"]
+              "|---|---|---|" + "---|---|" * len(labels) + "---|"]
     for r in cmp["rows"]:
         cells = " | ".join(f"{m.replace('|', '/') or '—'} | {v or 'not measured'}"
                            for m, v in zip(r["measured"], r["verdicts"]))
         lines.append(f"| {r['experiment']} | {r['model'] or '—'} | {r['claim']} | {cells} | "
                      f"{'yes' if r['agree'] else '**no**'} |")
     return "\n".join(lines) + "\n"
+
+
+def label(run: dict) -> str:
+    """'K = 0', or 'K = 0 (run 2)' where another run has the same shift (two machines)."""
+    return f"K = {run['shift']}" + (f" (run {run['index']})" if run.get("index") else "")
 
 
 def parse_given(specs: list[str]) -> dict[int, Path]:
@@ -130,15 +178,18 @@ def parse_given(specs: list[str]) -> dict[int, Path]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shifts", type=int, nargs="+", default=[0, 1], help="seed shifts K to run")
+    p.add_argument("--shifts", type=int, nargs="*", default=[0, 1], help="seed shifts K to run (none: compare given runs only)")
     p.add_argument("--run", action="append", default=[], metavar="K=RESULTS",
                    help="a finished run's results/ for shift K (not re-run)")
+    p.add_argument("--recorded", action="append", default=[], metavar="JSON:INDEX",
+                   help="the INDEX-th run of an earlier verdict-stability JSON (its results/ may be gone)")
     p.add_argument("--config", type=Path, default=TOY_CONFIG)
     p.add_argument("--workroot", type=Path, required=True)
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--nice", type=int, default=5)
     p.add_argument("--reuse", action="store_true", help="keep the snapshot and run folders")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "verdict_stability.md")
+    p.add_argument("--title", help="the page's title (default: the seed-shift comparison's)")
     args = p.parse_args()
     given = parse_given(args.run)
     os.nice(args.nice)
@@ -146,17 +197,25 @@ def main() -> None:
     if not args.reuse and code.exists():
         shutil.rmtree(code)
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "code": snapshot(code),
-            "config": str(args.config)}
+            "config": str(args.config), "title": args.title}
     runs = [given_run(k, path) for k, path in sorted(given.items())]
-    runs += [run_shift(code, args.workroot / f"shift-{k}", k, args.config, args.cores, args.reuse)
-             for k in args.shifts if k not in given]
+    runs += [recorded_run(spec) for spec in args.recorded]
+    to_run = [k for k in args.shifts if k not in given]
+    meta["ran"] = to_run
+    runs += [{**run_shift(code, args.workroot / f"shift-{k}", k, args.config, args.cores, args.reuse),
+              "commit": meta["code"].get("git_commit")} for k in to_run]
     runs.sort(key=lambda r: r["shift"])
+    for k in {r["shift"] for r in runs}:
+        same = [r for r in runs if r["shift"] == k]
+        for i, r in enumerate(same[1:], start=2):
+            r["index"] = i
     if len(runs) < 2:
         sys.exit("error: need at least two runs (shifts and/or --run) to compare")
     cmp = compare(runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(runs, cmp, meta))
-    args.out.with_suffix(".json").write_text(json.dumps({**meta, "runs": runs, **cmp}, indent=1) + "\n")
+    kept = [{k: v for k, v in r.items() if k != "claims"} for r in runs]
+    args.out.with_suffix(".json").write_text(json.dumps({**meta, "runs": kept, **cmp}, indent=1) + "\n")
     print(f"{cmp['agree']} of {cmp['claims']} claims agree -> {args.out}")
 
 
