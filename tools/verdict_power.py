@@ -124,22 +124,21 @@ def planned_replicates(cfg: dict, row: dict) -> int:
     if not isinstance(section, dict):
         raise ReproError(f"{where}: the config has no section {'.'.join(path)}")
     default = int(cfg.get("replicates", {}).get("count", 3))
+    own = section  # where the claim's `replicates` key lives: the slice, or a LlamaGen model entry
     if path == ("cca_llamagen",):
-        model = next((m for m in section.get("models", []) if m.get("name") == row.get("model")), None)
-        if model is None:
+        own = next((m for m in section.get("models", []) if m.get("name") == row.get("model")), None)
+        if own is None:
             return 0
-        if row.get("claim") == COST_CLAIM:
-            return int(section.get("benchmark", {}).get("repeats", 5))
-        return int(model.get("replicates") or default)
-    if path == ("cca_var",):
+    elif path == ("cca_var",):
         depth = int(str(row.get("model")).lstrip("d"))
         if depth not in section.get("depths", [depth]):
             return 0
-        if row.get("claim") == COST_CLAIM:
-            return int(section.get("benchmark", {}).get("repeats", 5))
-        if section.get("replicate_depths") is not None and depth not in section["replicate_depths"]:
+        if row.get("claim") != COST_CLAIM and section.get("replicate_depths") is not None \
+                and depth not in section["replicate_depths"]:
             return 1
-    return int(section.get("replicates") or default)
+    if row.get("claim") == COST_CLAIM:
+        return int(section.get("benchmark", {}).get("repeats", 5))
+    return int(own.get("replicates") or default)
 
 
 def predict(stability: dict, rs: tuple[int, ...] = DEFAULT_R, plan: dict | None = None) -> dict:

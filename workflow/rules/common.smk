@@ -95,10 +95,10 @@ def replicate_count(section):
     return REPLICATES["count"] if n is None else int(n)
 
 
-def replicate_ids(count=None):
-    """0 .. R-1: replicate 0 is the configured run; the others re-train claim-critical models.
-    `count`: a slice's R (replicate_count); replicates.count when None."""
-    return list(range(REPLICATES["count"] if count is None else count))
+def replicate_ids(count):
+    """0 .. R-1 for a slice's R (replicate_count): replicate 0 is the configured run; the others
+    re-train claim-critical models."""
+    return list(range(count))
 
 
 def replicate_suffix(r):
