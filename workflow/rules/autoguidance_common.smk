@@ -47,11 +47,15 @@ def ag_image_replicates():
 
 def ag_toy_models(name):
     """The toy model `name` of every replicate (replicate 0 first)."""
-    return [f"{AG_TOY}/models/{name}{replicate_suffix(r)}.pt" for r in ag_toy_replicates()]
+    return [
+        f"{AG_TOY}/models/{name}{replicate_suffix(r)}.pt" for r in ag_toy_replicates()
+    ]
 
 
 def ag_toy_seeds():
-    return " ".join(str(replicate_seed(AG["toy"]["seed"], r)) for r in ag_toy_replicates())
+    return " ".join(
+        str(replicate_seed(AG["toy"]["seed"], r)) for r in ag_toy_replicates()
+    )
 
 
 def ag_image_params(wildcards):

@@ -70,7 +70,9 @@ def cv_all_claim_points():
 
 def cv_replicate_points():
     """The claim points of replicates r >= 1 (replicate 0's are points of the table)."""
-    return [p for r in replicate_ids(replicate_count(CV))[1:] for p in cv_claim_points(r)]
+    return [
+        p for r in replicate_ids(replicate_count(CV))[1:] for p in cv_claim_points(r)
+    ]
 
 
 def cv_rep(wildcards):
