@@ -125,6 +125,7 @@ def planned_replicates(cfg: dict, row: dict) -> int:
         raise ReproError(f"{where}: the config has no section {'.'.join(path)}")
     default = int(cfg.get("replicates", {}).get("count", 3))
     own = section  # where the claim's `replicates` key lives: the slice, or a LlamaGen model entry
+    depth = None
     if path == ("cca_llamagen",):
         own = next((m for m in section.get("models", []) if m.get("name") == row.get("model")), None)
         if own is None:
@@ -133,12 +134,14 @@ def planned_replicates(cfg: dict, row: dict) -> int:
         depth = int(str(row.get("model")).lstrip("d"))
         if depth not in section.get("depths", [depth]):
             return 0
-        if row.get("claim") != COST_CLAIM and section.get("replicate_depths") is not None \
-                and depth not in section["replicate_depths"]:
-            return 1
     if row.get("claim") == COST_CLAIM:
         return int(section.get("benchmark", {}).get("repeats", 5))
-    return int(own.get("replicates") or default)
+    if depth is not None and section.get("replicate_depths") is not None \
+            and depth not in section["replicate_depths"]:
+        return 1
+    # as workflow/rules/common.smk's replicate_count: an absent or null key takes replicates.count
+    n = own.get("replicates")
+    return default if n is None else int(n)
 
 
 def predict(stability: dict, rs: tuple[int, ...] = DEFAULT_R, plan: dict | None = None) -> dict:
