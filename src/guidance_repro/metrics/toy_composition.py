@@ -83,6 +83,7 @@ def composition_loss(logits: torch.Tensor, targets: torch.Tensor, cfg: dict):
 
 class CompositionTask:
     name = COMPOSITION_TASK
+    cpu_channels_last = True  # a small CNN: the loop trains it in NHWC on CPU (faster kernels)
 
     def __init__(self, images: np.ndarray, targets: np.ndarray, model_cfg: dict):
         # uint8 (N, H, W, 3) -> (N, 3, H, W) once, so get_batch is a plain index.

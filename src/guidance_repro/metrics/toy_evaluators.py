@@ -63,6 +63,7 @@ def images_to_unit(images: torch.Tensor) -> torch.Tensor:
 
 class ClassifierTask:
     name = CLASSIFIER_TASK
+    cpu_channels_last = True  # a small CNN: the loop trains it in NHWC on CPU (faster kernels)
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, model_cfg: dict):
         self.images = torch.from_numpy(np.ascontiguousarray(images))

@@ -60,7 +60,8 @@ class EMA:
             self.shadow[n].lerp_(params[n].detach().float(), 1.0 - beta)
 
     def state_dict(self) -> dict:
-        return {n: t.detach().cpu().clone() for n, t in self.shadow.items()}
+        return {n: t.detach().cpu().clone(memory_format=torch.contiguous_format)
+                for n, t in self.shadow.items()}
 
     def load_state_dict(self, state: dict, source: str) -> None:
         from guidance_repro.errors import ReproError
@@ -73,5 +74,6 @@ class EMA:
         """The model's state_dict with the averaged parameters in place of the raw ones."""
         out = {}
         for k, v in model.state_dict().items():
-            out[k] = (self.shadow[k].to(v.dtype) if k in self.shadow else v).detach().cpu().clone()
+            out[k] = (self.shadow[k].to(v.dtype) if k in self.shadow else v).detach().cpu().clone(
+                memory_format=torch.contiguous_format)
         return out
