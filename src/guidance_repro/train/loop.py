@@ -243,7 +243,7 @@ def _run(task: Any, cfg: TrainConfig, out: Path, ckpt_path: Path, log_path: Path
     torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     raw = task.build_model().to(device)
     if device.type == "cpu" and getattr(task, "cpu_channels_last", False):
-        # small-channel convolutions run 1.1-1.4x faster per step in oneDNN's NHWC kernels on CPU
+        # small-channel convolutions run 1.1-1.6x faster per step in oneDNN's NHWC kernels on CPU
         # (benchmarks/channels_last_training.py); the model file stays in the default layout (_cpu)
         raw = raw.to(memory_format=torch.channels_last)
     if hasattr(task, "on_device"):
