@@ -2,7 +2,7 @@
 """Where a Snakemake run spent its time: wall time, and job-minutes per slice and per rule.
 
 Reads a Snakemake log (default: the newest `.snakemake/log/*.snakemake.log` of the working
-directory), pairs each job's start timestamp with its "Finished jobid" line, and groups the jobs
+directory that ran jobs: `make reproduce` ends with a report step whose log has none), pairs each job's start timestamp with its "Finished jobid" line, and groups the jobs
 into the slices of the DAG (by rule-name prefix). Job-minutes are the sum of job durations; with
 `--cores 2` the wall time is at least half of them. Written by hand because Snakemake's own
 `benchmark:` files would have to be declared on every rule and do not record when a job started.
@@ -78,6 +78,18 @@ def parse(log: Path) -> dict:
     return {"log": str(log), "wall_seconds": (last - first).total_seconds(), "jobs": jobs}
 
 
+def newest_run(log_dir: Path) -> dict | None:
+    """The parsed newest log in log_dir that finished jobs (Snakemake names them by start time, so
+    name order is time order); None when there is none. Logs without jobs (a report step, a dry or
+    aborted run) are passed over."""
+    for log in sorted(log_dir.glob("*.snakemake.log"), reverse=True):
+        try:
+            return parse(log)
+        except SystemExit:
+            continue
+    return None
+
+
 def summarise(run: dict) -> dict:
     by_slice = collections.defaultdict(lambda: {"jobs": 0, "job_minutes": 0.0})
     by_rule = collections.defaultdict(lambda: {"jobs": 0, "job_minutes": 0.0})
@@ -94,18 +106,17 @@ def summarise(run: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("log", nargs="?", help="a .snakemake/log/*.snakemake.log (default: the newest)")
+    ap.add_argument("log", nargs="?", help="a .snakemake/log/*.snakemake.log (default: the newest that ran jobs)")
     ap.add_argument("--json", help="also write the summary here")
     args = ap.parse_args(argv)
     if args.log:
-        log = Path(args.log)
+        s = summarise(parse(Path(args.log)))
     else:
-        logs = sorted(Path(".snakemake/log").glob("*.snakemake.log"))
-        if not logs:
-            print("error: no .snakemake/log/*.snakemake.log here", file=sys.stderr)
+        run = newest_run(Path(".snakemake/log"))
+        if run is None:
+            print("error: no .snakemake/log/*.snakemake.log here with finished jobs", file=sys.stderr)
             return 2
-        log = logs[-1]
-    s = summarise(parse(log))
+        s = summarise(run)
     print(f"{s['log']}: wall {s['wall_minutes']:.1f} min, {s['jobs']} jobs, {s['job_minutes']:.1f} job-min")
     for name, v in sorted(s["by_slice"].items(), key=lambda kv: -kv[1]["job_minutes"]):
         print(f"  {name:18s} {v['jobs']:4d} jobs {v['job_minutes']:6.1f} job-min ({100 * v['share']:4.1f} %)")
