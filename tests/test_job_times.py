@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("job_times", ROOT / "tools" / "job_times.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import job_times  # noqa: E402
 
 
 RUN_LOG = """Building DAG of jobs...
@@ -41,10 +35,9 @@ Report created.
 
 
 def test_durations_and_slices_from_a_log(tmp_path):
-    tool = load_tool()
     log = tmp_path / "run.snakemake.log"
     log.write_text(RUN_LOG)
-    s = tool.summarise(tool.parse(log))
+    s = job_times.summarise(job_times.parse(log))
     assert s["jobs"] == 2
     assert s["job_minutes"] == pytest.approx((120 + 150) / 60)
     assert s["wall_minutes"] == pytest.approx(150 / 60)
@@ -54,24 +47,22 @@ def test_durations_and_slices_from_a_log(tmp_path):
 
 def test_default_passes_over_the_report_steps_log(tmp_path, monkeypatch, capsys):
     """`make reproduce` leaves the DAG's log and, newer, its report step's log without jobs."""
-    tool = load_tool()
     logs = tmp_path / ".snakemake" / "log"
     logs.mkdir(parents=True)
     (logs / "2026-12-04T013053.923400.snakemake.log").write_text(RUN_LOG)
     (logs / "2026-12-04T020250.673887.snakemake.log").write_text(REPORT_LOG)
     monkeypatch.chdir(tmp_path)
-    assert tool.main([]) == 0
+    assert job_times.main([]) == 0
     out = capsys.readouterr().out
     assert "2026-12-04T013053" in out and "2 jobs" in out
 
 
 def test_no_log_with_jobs_is_an_error(tmp_path, monkeypatch, capsys):
-    tool = load_tool()
     logs = tmp_path / ".snakemake" / "log"
     logs.mkdir(parents=True)
     (logs / "2026-12-04T020250.673887.snakemake.log").write_text(REPORT_LOG)
     monkeypatch.chdir(tmp_path)
-    assert tool.main([]) == 2
+    assert job_times.main([]) == 2
     assert "with finished jobs" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="no finished jobs"):
-        tool.parse(logs / "2026-12-04T020250.673887.snakemake.log")
+        job_times.parse(logs / "2026-12-04T020250.673887.snakemake.log")
