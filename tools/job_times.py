@@ -2,9 +2,10 @@
 """Where a Snakemake run spent its time: wall time, and job-minutes per slice and per rule.
 
 Reads a Snakemake log (default: the newest `.snakemake/log/*.snakemake.log` of the working
-directory that ran jobs: `make reproduce` ends with a report step whose log has none), pairs each job's start timestamp with its "Finished jobid" line, and groups the jobs
-into the slices of the DAG (by rule-name prefix). Job-minutes are the sum of job durations; with
-`--cores 2` the wall time is at least half of them. Written by hand because Snakemake's own
+directory that ran jobs: `make reproduce` ends with a report step whose log has none), pairs each
+job's start timestamp with its "Finished jobid" line, and groups the jobs into the slices of the
+DAG (by rule-name prefix). Job-minutes are the sum of job durations; with `--cores 2` the wall
+time is at least half of them. Written by hand because Snakemake's own
 `benchmark:` files would have to be declared on every rule and do not record when a job started.
 
     python tools/job_times.py [LOG] [--json results/run_times.json]
@@ -78,16 +79,15 @@ def parse(log: Path) -> dict:
     return {"log": str(log), "wall_seconds": (last - first).total_seconds(), "jobs": jobs}
 
 
-def newest_run(log_dir: Path) -> dict | None:
-    """The parsed newest log in log_dir that finished jobs (Snakemake names them by start time, so
-    name order is time order); None when there is none. Logs without jobs (a report step, a dry or
-    aborted run) are passed over."""
+def parsed_runs(log_dir: Path):
+    """The parsed logs in log_dir that finished jobs, newest first (Snakemake names them by start
+    time, so name order is time order). Logs without jobs (a report step, a dry or aborted run) are
+    passed over."""
     for log in sorted(log_dir.glob("*.snakemake.log"), reverse=True):
         try:
-            return parse(log)
+            yield parse(log)
         except SystemExit:
             continue
-    return None
 
 
 def summarise(run: dict) -> dict:
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     if args.log:
         s = summarise(parse(Path(args.log)))
     else:
-        run = newest_run(Path(".snakemake/log"))
+        run = next(parsed_runs(Path(".snakemake/log")), None)
         if run is None:
             print("error: no .snakemake/log/*.snakemake.log here with finished jobs", file=sys.stderr)
             return 2

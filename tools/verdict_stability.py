@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from job_times import parse, summarise  # noqa: E402
+from job_times import parsed_runs, summarise  # noqa: E402
 from measure_regression_bands import seed_variant, snakemake, snapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,12 +61,7 @@ def run_shift(code: Path, workdir: Path, k: int, config: Path, cores: int, reuse
 def given_run(k: int, results: Path) -> dict:
     """A finished run for shift k; its timing from the largest Snakemake log beside its results/
     (a `make reproduce` also leaves a short log of its report step)."""
-    summaries = []
-    for log in (results.parent / ".snakemake" / "log").glob("*.snakemake.log"):
-        try:
-            summaries.append(summarise(parse(log)))
-        except SystemExit:  # a log without finished jobs (an aborted or dry run) has no timing
-            continue
+    summaries = [summarise(run) for run in parsed_runs(results.parent / ".snakemake" / "log")]
     times = max(summaries, key=lambda t: t["job_minutes"], default={})
     return {"shift": k, "results": str(results), "cpu": cpu_of(results), "commit": commit_of(results),
             "wall_minutes": times.get("wall_minutes"), "job_minutes": times.get("job_minutes")}
